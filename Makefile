@@ -1,0 +1,109 @@
+# Quick, Draw! sketch classifier. `make help` lists the targets and the variables they read.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# Data: the public bucket by default; offline, point INPUT at local ndjson files.
+INPUT ?= gs://quickdraw_dataset/full/simplified/*.ndjson
+# A small subset by default, so `make all` runs in minutes; CATEGORIES= (empty) takes all.
+CATEGORIES ?= bear,beard,bird,bowtie,circle,cookie,crab,dog,dragon,ear,eye,eyeglasses,face,hat,headphones,hot dog,monkey,moustache,mouth,necklace,nose,sandwich,sock,wine bottle,wine glass,zigzag
+TRAIN_PER_CLASS ?= 120
+EVAL_PER_CLASS ?= 30
+DATA_DIR ?= data
+PIPELINE_ARGS ?=
+
+# Training.
+MODEL_DIR ?= model
+TRAIN_ARGS ?=
+PREDICT_FILES ?= $(firstword $(wildcard ../shared/quickdraw/fixtures/simplified_10cats_x5.ndjson))
+
+# Cloud.
+PROJECT ?= $(shell gcloud config get-value project 2>/dev/null)
+REGION ?= us-central1
+BUCKET ?=
+REPO ?= quickdraw
+TAG ?= latest
+IMAGE ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(REPO)/trainer:$(TAG)
+ARGS ?=
+DATAFLOW_ARGS ?= --machine_type=n2-standard-4 --max_num_workers=32 --num_shards=1000
+SUBMIT_ARGS ?=
+
+CATEGORY_FLAG = $(if $(strip $(CATEGORIES)),--categories "$(CATEGORIES)")
+
+.DEFAULT_GOAL := help
+.PHONY: help install all data train predict test lint bench image push dataflow \
+	dataflow-template submit clean
+
+help: ## List the targets and the variables they read.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+install: $(PY) ## Create .venv and install the package with every extra (PYTHON).
+	$(PY) -m pip install --quiet -e ".[dev]"
+
+all: data train predict ## Local end to end: data, train, evaluate, predict (INPUT, CATEGORIES, DATA_DIR, MODEL_DIR).
+
+data: ## Run the Beam pipeline locally (INPUT, CATEGORIES, TRAIN_PER_CLASS, EVAL_PER_CLASS, DATA_DIR, PIPELINE_ARGS).
+	$(PY) -m pipeline --input "$(INPUT)" --output_dir "$(DATA_DIR)" $(CATEGORY_FLAG) \
+		--train_per_class $(TRAIN_PER_CLASS) --eval_per_class $(EVAL_PER_CLASS) \
+		--overwrite $(PIPELINE_ARGS)
+
+train: ## Train, evaluate and export locally (DATA_DIR, MODEL_DIR, TRAIN_ARGS).
+	$(PY) -m trainer \
+		--training_data "$(DATA_DIR)/training.tfrecord-?????-of-?????" \
+		--eval_data "$(DATA_DIR)/eval.tfrecord-?????-of-?????" \
+		--classes_file "$(DATA_DIR)/training.tfrecord.classes" \
+		--model_dir "$(MODEL_DIR)" $(TRAIN_ARGS)
+
+predict: ## Classify drawings with the exported model (MODEL_DIR, PREDICT_FILES).
+	$(PY) -m trainer.predict --model_dir "$(MODEL_DIR)" --top_k 3 $(PREDICT_FILES)
+
+test: ## Run the test suite (offline; real drawings from ../shared/quickdraw when present).
+	$(PY) -m pytest
+
+lint: ## ruff on the Python code, hadolint on the Dockerfile.
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
+
+bench: ## Measure the pipeline and the trainer against their baselines (prints a table).
+	$(PY) -m bench
+
+image: ## Build the training container (IMAGE; needs a Docker engine).
+	docker build -t "$(IMAGE)" .
+
+push: image ## Push the training container to Artifact Registry (IMAGE).
+	docker push "$(IMAGE)"
+
+dataflow: ## Convert the whole public bucket on Dataflow into gs://BUCKET/data (PROJECT, REGION, BUCKET, DATAFLOW_ARGS).
+	@test -n "$(PROJECT)" -a -n "$(BUCKET)" || { echo "make dataflow needs PROJECT= and BUCKET="; exit 2; }
+	$(PY) -m pipeline --input "$(INPUT)" --output_dir "gs://$(BUCKET)/data" --split hash \
+		--runner DataflowRunner --project "$(PROJECT)" --region "$(REGION)" \
+		--temp_location "gs://$(BUCKET)/tmp" --staging_location "gs://$(BUCKET)/staging" \
+		--setup_file ./setup.py --experiments use_runner_v2 $(DATAFLOW_ARGS) $(PIPELINE_ARGS)
+
+dataflow-template: ## Stage the Dataflow job as a template in gs://BUCKET/templates/ (PROJECT, REGION, BUCKET).
+	@test -n "$(PROJECT)" -a -n "$(BUCKET)" || { echo "make dataflow-template needs PROJECT= and BUCKET="; exit 2; }
+	$(PY) -m pipeline --input "$(INPUT)" --output_dir "gs://$(BUCKET)/data" --split hash \
+		--runner DataflowRunner --project "$(PROJECT)" --region "$(REGION)" \
+		--temp_location "gs://$(BUCKET)/tmp" --staging_location "gs://$(BUCKET)/staging" \
+		--template_location "gs://$(BUCKET)/templates/quickdraw-tfrecords" \
+		--setup_file ./setup.py --experiments use_runner_v2 $(DATAFLOW_ARGS) $(PIPELINE_ARGS)
+
+submit: ## Submit a Vertex AI training job (PROJECT, REGION, IMAGE, BUCKET, SUBMIT_ARGS, ARGS for trainer flags).
+	@test -n "$(PROJECT)" -a -n "$(BUCKET)" || { echo "make submit needs PROJECT= and BUCKET="; exit 2; }
+	$(PY) -m trainer.submit --project "$(PROJECT)" --region "$(REGION)" --image "$(IMAGE)" \
+		--output_dir "gs://$(BUCKET)/runs/$$(date +%Y%m%d-%H%M%S)" $(SUBMIT_ARGS) -- \
+		--training_data "/gcs/$(BUCKET)/data/training.tfrecord-?????-of-?????" \
+		--eval_data "/gcs/$(BUCKET)/data/eval.tfrecord-?????-of-?????" \
+		--classes_file "/gcs/$(BUCKET)/data/training.tfrecord.classes" $(ARGS)
+
+clean: ## Remove local outputs (DATA_DIR, MODEL_DIR) and caches; keeps .venv.
+	rm -rf "$(DATA_DIR)" "$(MODEL_DIR)" bench_output .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,235 @@
+"""Lines of ndjson to validated drawings and their ink, many at a time.
+
+`convert_lines` is the pipeline's hot path: it parses each line with orjson, checks its
+structure in plain Python, then validates the coordinates and computes the ink of the
+whole batch with a few numpy calls (`pipeline.ink.deltas_batch`). A line that fails any
+check comes back as a `BadLine` with one of `REASONS`; it never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import orjson
+
+from pipeline import ink as ink_math
+
+# Why a line was rejected. Every bad line gets exactly one reason: the first check it fails.
+REASONS = {
+    "blank_line": "the line is empty",
+    "not_utf8": "the line is not valid UTF-8",
+    "invalid_json": "the line is not valid JSON",
+    "truncated_line": "the file's last line is cut short (no newline, invalid JSON)",
+    "line_too_long": "the line is longer than --max_points allows",
+    "not_an_object": "the line is JSON but not an object",
+    "missing_word": "'word' is missing, empty or not a string",
+    "missing_key_id": "'key_id' is missing, empty or not a string or integer",
+    "missing_drawing": "'drawing' is missing, empty or not a list",
+    "bad_stroke": "a stroke is not a list of an x list and a y list",
+    "xy_length_mismatch": "a stroke's x and y lists differ in length",
+    "empty_stroke": "a stroke has no points",
+    "non_numeric_coordinate": "a coordinate is not a number",
+    "non_finite_coordinate": "a coordinate is infinite or too large for float32",
+    "too_few_points": "the drawing has fewer than 2 points",
+    "too_many_points": "the drawing has more points than --max_points",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BadLine:
+    line_number: int
+    reason: str  # a key of REASONS
+    text: bytes
+
+
+@dataclasses.dataclass
+class DrawingBatch:
+    """Good drawings of one file, in line order, with their ink stored back to back.
+
+    Drawing i has `lengths[i]` rows of ink starting at row `offsets[i]`.
+    """
+
+    line_numbers: np.ndarray  # (drawings,) int64, 1-based line numbers in the file
+    words: list[str]
+    key_ids: list[str]
+    recognized: np.ndarray  # (drawings,) bool
+    lengths: np.ndarray  # (drawings,) int64, rows of ink: points - 1
+    ink: np.ndarray  # (sum(lengths), 3) float32
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        offsets = np.zeros(len(self.lengths), dtype=np.int64)
+        np.cumsum(self.lengths[:-1], out=offsets[1:])
+        return offsets
+
+    def ink_of(self, index: int) -> np.ndarray:
+        start = int(self.offsets[index])
+        return self.ink[start : start + int(self.lengths[index])]
+
+    def select(self, mask: np.ndarray) -> DrawingBatch:
+        """The drawings where `mask` is true, in order."""
+        rows = np.repeat(mask, self.lengths)
+        picked = np.flatnonzero(mask)
+        return DrawingBatch(
+            line_numbers=self.line_numbers[mask],
+            words=[self.words[i] for i in picked],
+            key_ids=[self.key_ids[i] for i in picked],
+            recognized=self.recognized[mask],
+            lengths=self.lengths[mask],
+            ink=self.ink[rows],
+        )
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _key_id(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise _Reject("missing_key_id")
+    return str(value)
+
+
+def _structure(record, max_points: int):
+    """Checks one parsed line; returns (word, key_id, recognized, xs, ys, stroke_lengths)."""
+    if not isinstance(record, dict):
+        raise _Reject("not_an_object")
+    word = record.get("word")
+    if not isinstance(word, str) or not word:
+        raise _Reject("missing_word")
+    key_id = _key_id(record.get("key_id"))
+    strokes = record.get("drawing")
+    if not isinstance(strokes, list) or not strokes:
+        raise _Reject("missing_drawing")
+    xs: list = []
+    ys: list = []
+    stroke_lengths = []
+    for stroke in strokes:
+        if not isinstance(stroke, list) or len(stroke) < 2:
+            raise _Reject("bad_stroke")
+        x, y = stroke[0], stroke[1]
+        if not isinstance(x, list) or not isinstance(y, list):
+            raise _Reject("bad_stroke")
+        if len(x) != len(y):
+            raise _Reject("xy_length_mismatch")
+        if not x:
+            raise _Reject("empty_stroke")
+        xs += x
+        ys += y
+        stroke_lengths.append(len(x))
+    if len(xs) < 2:
+        raise _Reject("too_few_points")
+    if len(xs) > max_points:
+        raise _Reject("too_many_points")
+    return word, key_id, record.get("recognized") is not False, xs, ys, stroke_lengths
+
+
+def _coordinates(values: list) -> np.ndarray:
+    """float32 coordinates, or _Reject. Slow path: one drawing at a time."""
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise _Reject("non_numeric_coordinate")
+    with np.errstate(over="ignore"):
+        array = np.array(values, dtype=np.float64).astype(np.float32)
+    if not np.isfinite(array).all():
+        raise _Reject("non_finite_coordinate")
+    return array
+
+
+def _fast_coordinates(values: list) -> np.ndarray | None:
+    """float32 coordinates of a whole batch, or None if any value needs a closer look."""
+    array = np.array(values)
+    if array.dtype.kind not in "iuf":
+        return None
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        return None
+    return array
+
+
+def _reject_reason_of_line(line: bytes, is_last: bool) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not_utf8"
+    return "truncated_line" if is_last and not line.endswith(b"\n") else "invalid_json"
+
+
+def convert_lines(
+    lines: Sequence[tuple[int, bytes]], max_points: int, last_line_number: int | None = None
+) -> tuple[DrawingBatch, list[BadLine]]:
+    """Parses, validates and converts a batch of lines.
+
+    Args:
+      lines: (1-based line number, raw line bytes) pairs, in file order.
+      max_points: drawings with more points are bad lines.
+      last_line_number: the file's last line, so a cut-short last line is named as such.
+
+    Returns:
+      The good drawings, in order, and the bad lines with their reasons.
+    """
+    bad: list[BadLine] = []
+    kept = []  # (line_number, word, key_id, recognized, xs, ys, stroke_lengths)
+    for line_number, line in lines:
+        try:
+            if not line.strip():
+                raise _Reject("blank_line")
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise _Reject(
+                    _reject_reason_of_line(line, line_number == last_line_number)
+                ) from None
+            kept.append((line_number, *_structure(record, max_points)))
+        except _Reject as reject:
+            bad.append(BadLine(line_number, reject.reason, line))
+
+    xs = [v for item in kept for v in item[4]]
+    ys = [v for item in kept for v in item[5]]
+    x_array, y_array = _fast_coordinates(xs), _fast_coordinates(ys)
+    if x_array is None or y_array is None:
+        # Some drawing has a bad coordinate: find it, then take the fast path again.
+        survivors = []
+        for item in kept:
+            try:
+                _coordinates(item[4])
+                _coordinates(item[5])
+                survivors.append(item)
+            except _Reject as reject:
+                bad.append(BadLine(item[0], reject.reason, _line_of(lines, item[0])))
+        kept = survivors
+        bad.sort(key=lambda b: b.line_number)
+        xs = [v for item in kept for v in item[4]]
+        ys = [v for item in kept for v in item[5]]
+        x_array, y_array = _fast_coordinates(xs), _fast_coordinates(ys)
+
+    points = np.zeros((len(xs), 3), dtype=np.float32)  # (total points, 3)
+    if len(xs):
+        points[:, ink_math.X] = x_array
+        points[:, ink_math.Y] = y_array
+        stroke_ends = np.cumsum([n for item in kept for n in item[6]]) - 1
+        points[stroke_ends, ink_math.END_OF_STROKE] = 1
+    counts = np.array([len(item[4]) for item in kept], dtype=np.int64)
+    batch = DrawingBatch(
+        line_numbers=np.array([item[0] for item in kept], dtype=np.int64),
+        words=[item[1] for item in kept],
+        key_ids=[item[2] for item in kept],
+        recognized=np.array([item[3] for item in kept], dtype=bool),
+        lengths=counts - 1,
+        ink=ink_math.deltas_batch(points, counts),
+    )
+    return batch, bad
+
+
+def _line_of(lines: Sequence[tuple[int, bytes]], line_number: int) -> bytes:
+    for number, line in lines:
+        if number == line_number:
+            return line
+    return b""

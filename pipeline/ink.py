@@ -1,0 +1,115 @@
+"""Ink math: from strokes to the tutorial's normalized point deltas.
+
+A drawing is a list of strokes; a stroke holds its x and y coordinates. The model reads
+each drawing as the tutorial's `parse_line` made it:
+
+1. all points of all strokes concatenated as rows (x, y, end_of_stroke), with
+   end_of_stroke = 1 on the last point of each stroke;
+2. x and y each scaled to [0, 1] by the drawing's own min and max (a zero range scales
+   by 1);
+3. x and y replaced by their differences to the previous point, and the first row dropped.
+
+Every step runs in float32, in the same order as the tutorial, so the results match its
+arrays bit for bit. `deltas_batch` does the same for many drawings at once with a handful
+of numpy calls: the pipeline's hot path. This module depends on numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Columns of an ink array.
+X, Y, END_OF_STROKE = 0, 1, 2
+
+
+def points_from_strokes(strokes) -> np.ndarray:
+    """Concatenates strokes into absolute points.
+
+    Args:
+      strokes: a sequence of strokes, each `[xs, ys]` (a third list, such as the raw
+        format's timestamps, is ignored).
+
+    Returns:
+      A float32 array of shape (n, 3): x, y and end_of_stroke.
+    """
+    lengths = [len(stroke[0]) for stroke in strokes]
+    points = np.zeros((sum(lengths), 3), dtype=np.float32)
+    start = 0
+    for stroke, length in zip(strokes, lengths):
+        if len(stroke[1]) != length:
+            raise ValueError(f"stroke has {length} x values but {len(stroke[1])} y values")
+        points[start : start + length, X] = stroke[0]
+        points[start : start + length, Y] = stroke[1]
+        start += length
+        if length:
+            points[start - 1, END_OF_STROKE] = 1
+    return points
+
+
+def normalize(points: np.ndarray) -> np.ndarray:
+    """Scales x and y of one drawing's points to [0, 1] by their own min and max."""
+    if len(points) == 0:
+        raise ValueError("cannot normalize a drawing with no points")
+    result = points.astype(np.float32, copy=True)
+    lower = np.min(result[:, :2], axis=0)
+    scale = np.max(result[:, :2], axis=0) - lower
+    scale[scale == 0] = 1
+    result[:, :2] = (result[:, :2] - lower) / scale
+    return result
+
+
+def deltas(points: np.ndarray) -> np.ndarray:
+    """Normalizes one drawing and turns its points into deltas.
+
+    Args:
+      points: (n, 3) absolute points, n >= 2.
+
+    Returns:
+      (n - 1, 3) float32: the change of x and y from the previous point, and
+      end_of_stroke of the point itself.
+    """
+    if len(points) < 2:
+        raise ValueError(f"a drawing needs at least 2 points, got {len(points)}")
+    ink = normalize(points)
+    ink[1:, :2] -= ink[:-1, :2]
+    return ink[1:]
+
+
+def ink_from_strokes(strokes) -> np.ndarray:
+    """The tutorial's ink for one drawing: (n - 1, 3) float32."""
+    return deltas(points_from_strokes(strokes))
+
+
+def deltas_batch(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """`deltas` for many drawings whose points are stored back to back.
+
+    Args:
+      points: (total_points, 3) float32, the absolute points of all drawings in order.
+      counts: (drawings,) int, the number of points of each drawing, every one >= 2.
+
+    Returns:
+      (total_points - drawings, 3) float32: each drawing's ink, back to back, in order;
+      drawing i owns `counts[i] - 1` rows.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.size == 0:
+        return np.zeros((0, 3), dtype=np.float32)
+    if counts.min() < 2:
+        raise ValueError("every drawing needs at least 2 points")
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    coordinates = points[:, :2]  # (total_points, 2)
+    lower = np.minimum.reduceat(coordinates, starts, axis=0)  # (drawings, 2)
+    scale = np.maximum.reduceat(coordinates, starts, axis=0) - lower
+    scale[scale == 0] = 1
+    owner = np.repeat(np.arange(len(counts)), counts)  # (total_points,)
+    normalized = (coordinates - lower[owner]) / scale[owner]
+    # Row i of `steps` is point i + 1 minus point i; the rows that would cross from one
+    # drawing into the next are exactly those that end at a drawing's first point.
+    steps = normalized[1:] - normalized[:-1]
+    keep = np.ones(len(steps), dtype=bool)
+    keep[starts[1:] - 1] = False
+    ink = np.empty((len(points) - len(counts), 3), dtype=np.float32)
+    ink[:, :2] = steps[keep]
+    ink[:, 2] = points[1:, END_OF_STROKE][keep]
+    return ink
