@@ -154,29 +154,29 @@ def _fast_coordinates(values: list) -> np.ndarray | None:
     return array
 
 
-def _reject_reason_of_line(line: bytes, is_last: bool) -> str:
+def _reject_reason_of_line(line: bytes) -> str:
     try:
         line.decode("utf-8")
     except UnicodeDecodeError:
         return "not_utf8"
-    return "truncated_line" if is_last and not line.endswith(b"\n") else "invalid_json"
+    # Only a file's last line can lack its newline: invalid JSON there is a cut-off write.
+    return "invalid_json" if line.endswith(b"\n") else "truncated_line"
 
 
 def convert_lines(
-    lines: Sequence[tuple[int, bytes]], max_points: int, last_line_number: int | None = None
+    lines: Sequence[tuple[int, bytes]], max_points: int
 ) -> tuple[DrawingBatch, list[BadLine]]:
     """Parses, validates and converts a batch of lines.
 
     Args:
       lines: (1-based line number, raw line bytes) pairs, in file order.
       max_points: drawings with more points are bad lines.
-      last_line_number: the file's last line, so a cut-short last line is named as such.
 
     Returns:
       The good drawings, in order, and the bad lines with their reasons.
     """
     bad: list[BadLine] = []
-    kept = []  # (line_number, word, key_id, recognized, xs, ys, stroke_lengths)
+    kept = []  # (line_number, word, key_id, recognized, xs, ys, stroke_lengths, line)
     for line_number, line in lines:
         try:
             if not line.strip():
@@ -184,10 +184,8 @@ def convert_lines(
             try:
                 record = orjson.loads(line)
             except orjson.JSONDecodeError:
-                raise _Reject(
-                    _reject_reason_of_line(line, line_number == last_line_number)
-                ) from None
-            kept.append((line_number, *_structure(record, max_points)))
+                raise _Reject(_reject_reason_of_line(line)) from None
+            kept.append((line_number, *_structure(record, max_points), line))
         except _Reject as reject:
             bad.append(BadLine(line_number, reject.reason, line))
 
@@ -203,7 +201,7 @@ def convert_lines(
                 _coordinates(item[5])
                 survivors.append(item)
             except _Reject as reject:
-                bad.append(BadLine(item[0], reject.reason, _line_of(lines, item[0])))
+                bad.append(BadLine(item[0], reject.reason, item[7]))
         kept = survivors
         bad.sort(key=lambda b: b.line_number)
         xs = [v for item in kept for v in item[4]]
@@ -227,9 +225,3 @@ def convert_lines(
     )
     return batch, bad
 
-
-def _line_of(lines: Sequence[tuple[int, bytes]], line_number: int) -> bytes:
-    for number, line in lines:
-        if number == line_number:
-            return line
-    return b""

@@ -89,6 +89,37 @@ def _class_index_entry(class_index: int) -> bytes:
     return _entry_with_payload(CLASS_INDEX, _INT64_LIST, _varint(class_index))
 
 
+def encode_drawing_features(ink: np.ndarray, key_id: bytes) -> bytes:
+    """Every feature of a drawing's Example but `class_index`, serialized.
+
+    The pipeline encodes this before it knows the final class list, then completes the
+    record with `with_class_index`.
+
+    Args:
+      ink: (n, 3) float32, from `pipeline.ink`.
+      key_id: the drawing's key_id.
+    """
+    if ink.ndim != 2 or ink.shape[1] != INK_COLUMNS:
+        raise ValueError(f"ink must have shape (n, {INK_COLUMNS}), got {ink.shape}")
+    raw = np.ascontiguousarray(ink, dtype="<f4").tobytes()
+    shape = _varint(len(ink)) + _varint(INK_COLUMNS)
+    # Map entries in sorted key order (class_index comes first), so equal inputs give
+    # equal bytes, the same bytes as TensorFlow's deterministic serialization.
+    return (
+        _entry_with_payload(INK, _FLOAT_LIST, raw)
+        + _entry_with_payload(KEY_ID, _BYTES_LIST, key_id)
+        + _entry_with_payload(SHAPE, _INT64_LIST, shape)
+    )
+
+
+def with_class_index(drawing_features: bytes, class_index: int) -> bytes:
+    """Completes `encode_drawing_features` into a serialized `tf.train.Example`."""
+    if class_index < 0:
+        raise ValueError(f"class_index must be >= 0, got {class_index}")
+    features = _class_index_entry(class_index) + drawing_features
+    return b"\x0a" + _varint(len(features)) + features
+
+
 def encode_example(ink: np.ndarray, class_index: int, key_id: bytes) -> bytes:
     """Serializes one drawing as a `tf.train.Example`.
 
@@ -97,20 +128,7 @@ def encode_example(ink: np.ndarray, class_index: int, key_id: bytes) -> bytes:
       class_index: the category's line in the classes file, >= 0.
       key_id: the drawing's key_id.
     """
-    if ink.ndim != 2 or ink.shape[1] != INK_COLUMNS:
-        raise ValueError(f"ink must have shape (n, {INK_COLUMNS}), got {ink.shape}")
-    if class_index < 0:
-        raise ValueError(f"class_index must be >= 0, got {class_index}")
-    raw = np.ascontiguousarray(ink, dtype="<f4").tobytes()
-    shape = _varint(len(ink)) + _varint(INK_COLUMNS)
-    # Keys in sorted order, so equal inputs give equal bytes.
-    features = (
-        _class_index_entry(class_index)
-        + _entry_with_payload(INK, _FLOAT_LIST, raw)
-        + _entry_with_payload(KEY_ID, _BYTES_LIST, key_id)
-        + _entry_with_payload(SHAPE, _INT64_LIST, shape)
-    )
-    return b"\x0a" + _varint(len(features)) + features
+    return with_class_index(encode_drawing_features(ink, key_id), class_index)
 
 
 # --- TFRecord framing ------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""The pipeline's flags: one frozen config, parsed and checked before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+PUBLIC_INPUT = "gs://quickdraw_dataset/full/simplified/*.ndjson"
+
+# The game stops a drawing after 20 seconds. The densest raw drawings in ../shared record
+# about 330 points a second (~6,600 in 20 s, ~14,000 in the 42 s the longest timestamps
+# span), and simplification only removes points: the 9,570 raw drawings there have at most
+# 1,174 points and the 22,638 simplified ones at most 503. 20,000 keeps every real drawing
+# with room to spare, and still turns away runaway lines before they cost memory.
+DEFAULT_MAX_POINTS = 20_000
+
+SPLIT_MODES = ("first", "hash")
+
+
+class UsageError(ValueError):
+    """A bad flag or a bad input/output location: reported in one line, exit code 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    input: str = PUBLIC_INPUT
+    output_dir: str = ""
+    categories: tuple[str, ...] | None = None  # None: every category found
+    split: str = "first"
+    train_per_class: int = 10_000
+    eval_per_class: int = 1_000
+    eval_fraction: float = 0.1
+    num_shards: int = 10
+    seed: int = 0
+    recognized_only: bool = False
+    max_points: int = DEFAULT_MAX_POINTS
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise UsageError("--output_dir is required: a local folder or gs://bucket/path")
+        if self.split not in SPLIT_MODES:
+            raise UsageError(f"--split must be one of {', '.join(SPLIT_MODES)}, got {self.split!r}")
+        if self.train_per_class < 0 or self.eval_per_class < 0:
+            raise UsageError("--train_per_class and --eval_per_class must be >= 0")
+        if self.split == "first" and self.train_per_class + self.eval_per_class == 0:
+            raise UsageError("--train_per_class and --eval_per_class are both 0: nothing to write")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise UsageError(f"--eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.num_shards < 1:
+            raise UsageError(f"--num_shards must be >= 1, got {self.num_shards}")
+        if self.max_points < 2:
+            raise UsageError(f"--max_points must be >= 2, got {self.max_points}")
+        if self.categories is not None and not self.categories:
+            raise UsageError("--categories is empty: name at least one category, or leave it out")
+
+    @property
+    def per_class_quota(self) -> int:
+        """How many good drawings of a category `--split=first` reads before it stops."""
+        return self.train_per_class + self.eval_per_class
+
+    def to_json(self) -> dict:
+        result = dataclasses.asdict(self)
+        result["categories"] = list(self.categories) if self.categories else None
+        return result
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _category_list(text: str) -> tuple[str, ...]:
+    names = tuple(sorted({name.strip() for name in text.split(",") if name.strip()}))
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated category names")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m pipeline",
+        description="Quick, Draw! ndjson to shuffled, sharded TFRecords (tf.train.Example). "
+        "Flags not listed here go to Beam (--runner, --direct_num_workers, --project, ...).",
+    )
+    parser.add_argument(
+        "--input",
+        default=PUBLIC_INPUT,
+        help="glob of ndjson files, local or gs:// (default: the public bucket, %(default)s)",
+    )
+    parser.add_argument("--output_dir", required=True, help="local folder or gs://bucket/path")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--categories", type=_category_list, help="comma-separated categories to keep"
+    )
+    group.add_argument("--categories_file", help="a file with one category per line")
+    parser.add_argument(
+        "--split",
+        default="first",
+        choices=SPLIT_MODES,
+        help="first: the first --train_per_class good drawings of each category (files "
+        "sorted by name, lines in order) train, the next --eval_per_class evaluate, the rest "
+        "are not read; hash: every drawing, eval chosen by a stable hash of key_id",
+    )
+    parser.add_argument("--train_per_class", type=_integer, default=10_000)
+    parser.add_argument("--eval_per_class", type=_integer, default=1_000)
+    parser.add_argument(
+        "--eval_fraction", type=_fraction, default=0.1, help="eval share with --split=hash"
+    )
+    parser.add_argument("--num_shards", type=_integer, default=10, help="shards per split")
+    parser.add_argument("--seed", type=_integer, default=0, help="seed of the shuffle")
+    parser.add_argument(
+        "--recognized_only",
+        action="store_true",
+        help="keep only drawings the game recognized (the tutorial kept all)",
+    )
+    parser.add_argument(
+        "--max_points",
+        type=_integer,
+        default=DEFAULT_MAX_POINTS,
+        help="a drawing with more points is a bad line (default %(default)s keeps every real "
+        "drawing)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in --output_dir",
+    )
+    return parser
+
+
+def _read_categories_file(path: str) -> tuple[str, ...]:
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as handle:
+            text = handle.read().decode("utf-8")
+    except Exception as error:  # noqa: BLE001 - any failure to read is a usage error here
+        raise UsageError(f"cannot read --categories_file {path}: {error}") from None
+    names = tuple(sorted({line.strip() for line in text.splitlines() if line.strip()}))
+    if not names:
+        raise UsageError(f"--categories_file {path} names no category")
+    return names
+
+
+def parse_args(argv: list[str] | None) -> tuple[PipelineConfig, list[str]]:
+    """Splits the pipeline's flags from Beam's; raises UsageError on a bad value."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    categories = args.categories
+    if args.categories_file:
+        categories = _read_categories_file(args.categories_file)
+    config = PipelineConfig(
+        input=args.input,
+        output_dir=args.output_dir.rstrip("/"),
+        categories=categories,
+        split=args.split,
+        train_per_class=args.train_per_class,
+        eval_per_class=args.eval_per_class,
+        eval_fraction=args.eval_fraction,
+        num_shards=args.num_shards,
+        seed=args.seed,
+        recognized_only=args.recognized_only,
+        max_points=args.max_points,
+        overwrite=args.overwrite,
+    )
+    return config, beam_args

@@ -1,0 +1,119 @@
+"""`python -m pipeline`: Quick, Draw! ndjson to shuffled, sharded TFRecords.
+
+    python -m pipeline --input 'data/*.ndjson' --output_dir out [options] [Beam options]
+
+`run(argv)` splits the pipeline's flags from Beam's, checks inputs and outputs before any
+work, builds the pipeline, runs it and logs a summary. Locally it runs on Beam's
+FnApiRunner (never the Prism runner, which the DirectRunner would first download);
+`--runner=DataflowRunner` runs it on Dataflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import sys
+from pathlib import Path
+
+import apache_beam as beam
+import orjson
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+)
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from pipeline import inputs, transforms
+from pipeline.config import PipelineConfig, UsageError, parse_args
+
+LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner")
+
+
+def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[inputs.InputFile]):
+    """Adds the whole job to `pipeline`; returns the PCollection of the final stats."""
+    read = (
+        pipeline
+        | "ListFiles" >> beam.Create(files)
+        | "ReadDrawings" >> transforms.ReadDrawings(config)
+    )
+    shards = read.drawings | "AssignShards" >> transforms.AssignShards(config)
+    counts = (
+        (read[transforms.STATS], shards[transforms.STATS])
+        | "AllCounts" >> beam.Flatten()
+        | "MergeCounts" >> beam.CombineGlobally(transforms.MergeCountsFn())
+    )
+    classes = counts | "ListClasses" >> beam.Map(transforms.class_list, config)
+    _ = shards.chunks | "WriteShards" >> transforms.WriteShards(config, classes)
+    _ = read[transforms.BAD_LINES] | "WriteErrors" >> transforms.WriteErrors(config.output_dir)
+    return counts | "WriteMetadata" >> beam.FlatMap(
+        transforms.write_outputs_metadata, beam.pvalue.AsSingleton(classes), config
+    )
+
+
+def _runner_and_options(beam_args: list[str]):
+    options = PipelineOptions(beam_args)
+    runner = options.view_as(StandardOptions).runner
+    if runner in LOCAL_RUNNERS:
+        return FnApiRunner(), options
+    if runner == "DataflowRunner":
+        setup = options.view_as(SetupOptions)
+        default_setup = Path(__file__).resolve().parent.parent / "setup.py"
+        if not setup.setup_file and default_setup.exists():
+            # Workers install this package (and its base requirements) from setup.py.
+            setup.setup_file = str(default_setup)
+        if not options.view_as(GoogleCloudOptions).project:
+            raise UsageError("--runner=DataflowRunner needs --project (and --region, "
+                             "--temp_location gs://...)")
+    return runner, options
+
+
+def _log_summary(config: PipelineConfig) -> None:
+    path = posixpath.join(config.output_dir, "stats.json")
+    with FileSystems.open(path) as handle:
+        report = orjson.loads(handle.read())
+    logging.info(
+        "written: %d training and %d eval drawings in %d classes, %d shards each",
+        report["written"]["train"], report["written"]["eval"], report["classes"],
+        config.num_shards,
+    )
+    logging.info("lines read: %d; bad: %d %s; not selected: %d %s", report["lines_read"],
+                 report["bad_lines_total"], report["bad_lines"] or "",
+                 report["not_selected_total"], report["not_selected"] or "")
+    if report.get("shortfall"):
+        logging.warning("%d categories have fewer drawings than asked: %s",
+                        len(report["shortfall"]), report["shortfall"])
+    if report["bad_lines_total"] or report["empty_files"]:
+        logging.info("bad lines and their reasons: %s", posixpath.join(config.output_dir, "errors"))
+    logging.info("output: %s (stats in stats.json)", config.output_dir)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Parses flags, checks inputs and outputs, and runs the pipeline to completion."""
+    config, beam_args = parse_args(argv)
+    runner, options = _runner_and_options(beam_args)
+    files = inputs.list_input_files(config)
+    inputs.check_output_dir(config)
+    logging.info("reading %d files matching %s (first: %s, last: %s)", len(files), config.input,
+                 files[0].path if files else "-", files[-1].path if files else "-")
+    logging.info("options: %s", config.to_json())
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build(pipeline, config, files)
+    result = pipeline.run()
+    if options.view_as(GoogleCloudOptions).template_location:
+        logging.info("template staged at %s", options.view_as(GoogleCloudOptions).template_location)
+        return
+    result.wait_until_finish()
+    _log_summary(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        run(argv)
+    except UsageError as error:
+        print(f"python -m pipeline: error: {error}", file=sys.stderr)
+        return 2
+    return 0
