@@ -331,7 +331,8 @@ class WriteShardFn(beam.DoFn):
 
 def _every_shard(config: PipelineConfig):
     """An empty chunk for every (split, shard), so that every shard file is written."""
-    return [((split, shard), ([], [], [])) for split in SPLITS for shard in range(config.num_shards)]
+    shards = range(config.num_shards)
+    return [((split, shard), ([], [], [])) for split in SPLITS for shard in shards]
 
 
 class WriteShards(beam.PTransform):

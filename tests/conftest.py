@@ -1,0 +1,27 @@
+"""Shared fixtures: where the real drawings are, and how to skip without them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_QUICKDRAW = REPO.parent / "shared" / "quickdraw"
+
+# TensorFlow's C++ logging is noise in test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def shared_quickdraw_or_skip() -> Path:
+    """../shared/quickdraw, or skip the test with the reason."""
+    if not (SHARED_QUICKDRAW / "simplified").is_dir():
+        pytest.skip(f"real drawings not found at {SHARED_QUICKDRAW}: real-data test skipped")
+    return SHARED_QUICKDRAW
+
+
+@pytest.fixture
+def quickdraw() -> Path:
+    """The folder of real Quick, Draw! drawings (skips the test when it is absent)."""
+    return shared_quickdraw_or_skip()
