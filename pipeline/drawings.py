@@ -142,8 +142,14 @@ def _coordinates(values: list) -> np.ndarray:
     return array
 
 
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def _fast_coordinates(values: list) -> np.ndarray | None:
     """float32 coordinates of a whole batch, or None if any value needs a closer look."""
+    # numpy would quietly take a JSON true as 1 or a numeric string as a number.
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
+        return None
     array = np.array(values)
     if array.dtype.kind not in "iuf":
         return None
@@ -206,7 +212,9 @@ def convert_lines(
         bad.sort(key=lambda b: b.line_number)
         xs = [v for item in kept for v in item[4]]
         ys = [v for item in kept for v in item[5]]
-        x_array, y_array = _fast_coordinates(xs), _fast_coordinates(ys)
+        with np.errstate(over="ignore"):  # every survivor is finite in float32
+            x_array = np.array(xs, dtype=np.float64).astype(np.float32)
+            y_array = np.array(ys, dtype=np.float64).astype(np.float32)
 
     points = np.zeros((len(xs), 3), dtype=np.float32)  # (total points, 3)
     if len(xs):
@@ -224,4 +232,3 @@ def convert_lines(
         ink=ink_math.deltas_batch(points, counts),
     )
     return batch, bad
-

@@ -83,8 +83,9 @@ def _check_categories(
         if not mixed:
             raise UsageError(f"unknown category {name!r} in --categories{hint}")
         # Files named otherwise may hold any word: only the data can tell.
-        logging.warning("category %r has no file of its own; looking for it in every file%s",
-                        name, hint)
+        logging.warning(
+            "category %r has no file of its own; looking for it in every file%s", name, hint
+        )
 
 
 def check_output_dir(config: PipelineConfig) -> None:
@@ -98,9 +99,7 @@ def check_output_dir(config: PipelineConfig) -> None:
         )
     probe = posixpath.join(config.output_dir, ".write_probe")
     try:
-        if not config.output_dir.startswith("gs://") and not FileSystems.exists(
-            config.output_dir
-        ):
+        if not config.output_dir.startswith("gs://") and not FileSystems.exists(config.output_dir):
             FileSystems.mkdirs(config.output_dir)
         with FileSystems.create(probe) as handle:
             handle.write(b"ok")

@@ -65,8 +65,9 @@ def _runner_and_options(beam_args: list[str]):
             # Workers install this package (and its base requirements) from setup.py.
             setup.setup_file = str(default_setup)
         if not options.view_as(GoogleCloudOptions).project:
-            raise UsageError("--runner=DataflowRunner needs --project (and --region, "
-                             "--temp_location gs://...)")
+            raise UsageError(
+                "--runner=DataflowRunner needs --project (and --region, --temp_location gs://...)"
+            )
     return runner, options
 
 
@@ -76,15 +77,25 @@ def _log_summary(config: PipelineConfig) -> None:
         report = orjson.loads(handle.read())
     logging.info(
         "written: %d training and %d eval drawings in %d classes, %d shards each",
-        report["written"]["train"], report["written"]["eval"], report["classes"],
+        report["written"]["train"],
+        report["written"]["eval"],
+        report["classes"],
         config.num_shards,
     )
-    logging.info("lines read: %d; bad: %d %s; not selected: %d %s", report["lines_read"],
-                 report["bad_lines_total"], report["bad_lines"] or "",
-                 report["not_selected_total"], report["not_selected"] or "")
+    logging.info(
+        "lines read: %d; bad: %d %s; not selected: %d %s",
+        report["lines_read"],
+        report["bad_lines_total"],
+        report["bad_lines"] or "",
+        report["not_selected_total"],
+        report["not_selected"] or "",
+    )
     if report.get("shortfall"):
-        logging.warning("%d categories have fewer drawings than asked: %s",
-                        len(report["shortfall"]), report["shortfall"])
+        logging.warning(
+            "%d categories have fewer drawings than asked: %s",
+            len(report["shortfall"]),
+            report["shortfall"],
+        )
     if report["bad_lines_total"] or report["empty_files"]:
         logging.info("bad lines and their reasons: %s", posixpath.join(config.output_dir, "errors"))
     logging.info("output: %s (stats in stats.json)", config.output_dir)
@@ -96,8 +107,13 @@ def run(argv: list[str] | None = None) -> None:
     runner, options = _runner_and_options(beam_args)
     files = inputs.list_input_files(config)
     inputs.check_output_dir(config)
-    logging.info("reading %d files matching %s (first: %s, last: %s)", len(files), config.input,
-                 files[0].path if files else "-", files[-1].path if files else "-")
+    logging.info(
+        "reading %d files matching %s (first: %s, last: %s)",
+        len(files),
+        config.input,
+        files[0].path if files else "-",
+        files[-1].path if files else "-",
+    )
     logging.info("options: %s", config.to_json())
     pipeline = beam.Pipeline(runner=runner, options=options)
     build(pipeline, config, files)

@@ -99,9 +99,7 @@ class ReadFileFn(beam.DoFn):
                     stats_lib.merge(counts, {"bad_lines": {item.reason: 1}})
                     self._bad_lines.inc()
                     Metrics.counter(COUNTERS, f"bad_lines_{item.reason}").inc()
-                    yield beam.pvalue.TaggedOutput(
-                        BAD_LINES, _error_record(input_file.path, item)
-                    )
+                    yield beam.pvalue.TaggedOutput(BAD_LINES, _error_record(input_file.path, item))
                 keep = _select(batch, wanted, config.recognized_only, quota, taken, counts)
                 if keep.any():
                     yield input_file.index, batch.select(keep)
@@ -117,8 +115,13 @@ class ReadFileFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 BAD_LINES,
                 orjson.dumps(
-                    {"source": input_file.path, "line_number": None, "reason": "empty_file",
-                     "description": "the file holds no line", "line": ""}
+                    {
+                        "source": input_file.path,
+                        "line_number": None,
+                        "reason": "empty_file",
+                        "description": "the file holds no line",
+                        "line": "",
+                    }
                 ).decode(),
             )
         yield beam.pvalue.TaggedOutput(STATS, counts)
@@ -375,8 +378,9 @@ def class_list(counts: dict, config: PipelineConfig) -> list[str]:
     """The classes, sorted: --categories when given, else every category written."""
     if config.categories:
         return sorted(config.categories)
-    return sorted(name for name, per_split in counts.get("written", {}).items() if any(
-        per_split.values()))
+    return sorted(
+        name for name, per_split in counts.get("written", {}).items() if any(per_split.values())
+    )
 
 
 def write_text(path: str, text: str) -> None:
@@ -411,4 +415,3 @@ class WriteErrors(beam.PTransform):
             posixpath.join(self._output_dir, "errors", "bad_lines"),
             file_name_suffix=".jsonl",
         )
-

@@ -1,0 +1,112 @@
+"""The ink math on hand-computed drawings, and on real drawings against a plain version."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import ink
+
+
+def test_points_from_strokes_marks_the_last_point_of_each_stroke():
+    strokes = [[[0, 10], [0, 20]], [[5], [5]], [[1, 2, 3], [4, 5, 6]]]
+    expected = [
+        [0, 0, 0],
+        [10, 20, 1],
+        [5, 5, 1],
+        [1, 4, 0],
+        [2, 5, 0],
+        [3, 6, 1],
+    ]
+    np.testing.assert_array_equal(ink.points_from_strokes(strokes), expected)
+
+
+def test_points_from_strokes_ignores_a_raw_time_list():
+    strokes = [[[0, 1], [2, 3], [100, 117]]]
+    np.testing.assert_array_equal(ink.points_from_strokes(strokes), [[0, 2, 0], [1, 3, 1]])
+
+
+def test_points_from_strokes_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="2 x values but 1 y values"):
+        ink.points_from_strokes([[[0, 1], [2]]])
+
+
+def test_normalize_scales_each_axis_by_its_own_range():
+    points = np.array([[10, 100, 0], [20, 300, 0], [15, 200, 1]], dtype=np.float32)
+    expected = [[0, 0, 0], [1, 1, 0], [0.5, 0.5, 1]]
+    np.testing.assert_array_equal(ink.normalize(points), expected)
+
+
+def test_normalize_scales_a_zero_range_by_one():
+    # A vertical line: x never changes, so x - min(x) stays 0 and y alone is scaled.
+    points = np.array([[7, 0, 0], [7, 4, 1]], dtype=np.float32)
+    np.testing.assert_array_equal(ink.normalize(points), [[0, 0, 0], [0, 1, 1]])
+
+
+def test_deltas_of_a_hand_computed_drawing():
+    # Two strokes: (0,0)-(4,2) and (2,2)-(2,0)-(4,0). x range 4, y range 2.
+    strokes = [[[0, 4], [0, 2]], [[2, 2, 4], [2, 0, 0]]]
+    # Normalized: (0,0) (1,1) (.5,1) (.5,0) (1,0); deltas from the second point on.
+    expected = [
+        [1.0, 1.0, 1],
+        [-0.5, 0.0, 0],
+        [0.0, -1.0, 0],
+        [0.5, 0.0, 1],
+    ]
+    result = ink.ink_from_strokes(strokes)
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_deltas_needs_two_points():
+    with pytest.raises(ValueError, match="at least 2 points"):
+        ink.deltas(np.zeros((1, 3), dtype=np.float32))
+
+
+def test_deltas_batch_equals_one_drawing_at_a_time():
+    rng = np.random.default_rng(0)
+    counts = np.array([2, 5, 3, 9])
+    points = rng.integers(0, 256, size=(counts.sum(), 3)).astype(np.float32)
+    points[:, 2] = rng.integers(0, 2, size=counts.sum())
+    points[2:7, 0] = 42  # a zero x range in the second drawing
+    batch = ink.deltas_batch(points, counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    expected = np.concatenate([ink.deltas(points[s : s + c]) for s, c in zip(starts, counts)])
+    np.testing.assert_array_equal(batch, expected)
+
+
+def test_deltas_batch_of_nothing():
+    assert ink.deltas_batch(np.zeros((0, 3), np.float32), np.array([], np.int64)).shape == (0, 3)
+
+
+def tutorial_parse_line(line: str) -> np.ndarray:
+    """The tutorial's own `parse_line`, written out plainly, as the reference."""
+    sample = json.loads(line)
+    strokes = sample["drawing"]
+    total_points = sum(len(stroke[0]) for stroke in strokes)
+    np_ink = np.zeros((total_points, 3), dtype=np.float32)
+    current_t = 0
+    for stroke in strokes:
+        for i in [0, 1]:
+            np_ink[current_t : current_t + len(stroke[0]), i] = stroke[i]
+        current_t += len(stroke[0])
+        np_ink[current_t - 1, 2] = 1
+    lower = np.min(np_ink[:, 0:2], axis=0)
+    upper = np.max(np_ink[:, 0:2], axis=0)
+    scale = upper - lower
+    scale[scale == 0] = 1
+    np_ink[:, 0:2] = (np_ink[:, 0:2] - lower) / scale
+    np_ink[1:, 0:2] -= np_ink[0:-1, 0:2]
+    return np_ink[1:, :]
+
+
+def test_real_drawings_match_the_tutorial_bit_for_bit(quickdraw):
+    lines = []
+    for path in sorted((quickdraw / "simplified").glob("*.ndjson"))[::7]:
+        lines += path.read_text().splitlines()[:20]
+    raw_lines = (quickdraw / "fixtures" / "raw_10cats_x5.ndjson").read_text().splitlines()
+    lines += raw_lines  # raw format: float coordinates and a time list per stroke
+    assert len(lines) > 1000
+    for line in lines:
+        strokes = json.loads(line)["drawing"]
+        np.testing.assert_array_equal(ink.ink_from_strokes(strokes), tutorial_parse_line(line))
