@@ -101,8 +101,12 @@ def _log_summary(config: PipelineConfig) -> None:
     logging.info("output: %s (stats in stats.json)", config.output_dir)
 
 
-def run(argv: list[str] | None = None) -> None:
-    """Parses flags, checks inputs and outputs, and runs the pipeline to completion."""
+def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
+    """Parses flags, checks inputs and outputs, and runs the pipeline to completion.
+
+    Returns the pipeline's result, whose metrics hold the counters (lines read, bad lines
+    by reason, drawings written per split).
+    """
     config, beam_args = parse_args(argv)
     runner, options = _runner_and_options(beam_args)
     files = inputs.list_input_files(config)
@@ -120,9 +124,10 @@ def run(argv: list[str] | None = None) -> None:
     result = pipeline.run()
     if options.view_as(GoogleCloudOptions).template_location:
         logging.info("template staged at %s", options.view_as(GoogleCloudOptions).template_location)
-        return
+        return result
     result.wait_until_finish()
     _log_summary(config)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
