@@ -1,0 +1,13 @@
+"""The Quick, Draw! classifier: conv1d + stacked bidirectional LSTM on the pipeline's ink.
+
+Modules, in the order a reader meets them:
+
+  config      flags -> one frozen Config (`python -m trainer --help`)
+  data        tf.data from TFRecord globs, bucketed by length
+  model       build_model(config, num_classes) -> keras.Model; the optimizer
+  train       distribution strategy, training loop, checkpoints (`train_and_evaluate`)
+  evaluate    loss, top-1/top-3, per-class accuracy, confusion matrix -> metrics.json
+  preprocess  the pipeline's ink math in TensorFlow, for serving
+  export      the SavedModel that takes raw points
+  predict     `python -m trainer.predict`: classify ndjson drawings with the export
+"""

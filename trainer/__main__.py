@@ -1,0 +1,38 @@
+"""`python -m trainer`: parse the flags, then train, evaluate and export.
+
+    python -m trainer --training_data 'data/training.tfrecord-*' \
+        --eval_data 'data/eval.tfrecord-*' --classes_file data/training.tfrecord.classes \
+        --model_dir model [--preset local] [hyperparameters]
+
+`python -m trainer --help` lists every flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+# TensorFlow's C++ start-up chatter (no CUDA on this machine, ...) drowns the progress lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from trainer import config as config_lib  # noqa: E402
+
+
+def main(argv=None) -> int:
+    config = config_lib.parse_flags(argv)  # exits 2 on a bad flag
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    from trainer import train  # TensorFlow loads only once the flags are known to be good
+
+    try:
+        train.train_and_evaluate(config)
+    except train.InputError as error:
+        print(f"python -m trainer: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

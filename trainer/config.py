@@ -1,0 +1,308 @@
+"""The trainer's one configuration: flat command-line flags, validated, into a frozen dataclass.
+
+The flag names and defaults are the tutorial's (`train_model.py`), so its documented command
+keeps working. `--preset local` swaps in the recipe sized for a laptop; any flag given
+explicitly still wins over the preset. Flags accept both `--name value` and `--name=value`
+(Vertex AI hyperparameter tuning passes the latter).
+
+Output locations follow Vertex AI custom training: `--model_dir` defaults to
+`AIP_MODEL_DIR`, checkpoints go to `AIP_CHECKPOINT_DIR` and TensorBoard logs to
+`AIP_TENSORBOARD_LOG_DIR` when those are set. On Vertex, `gs://bucket/x` is read and written
+through the Cloud Storage FUSE mount `/gcs/bucket/x` when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+
+CELL_TYPES = ("lstm", "gru")
+LR_SCHEDULES = ("constant", "cosine")
+
+# The tutorial's defaults, for every hyperparameter flag. Flags that the tutorial did not
+# have get the value that leaves its behaviour unchanged (no schedule, no smoothing...).
+TUTORIAL = {
+    "num_layers": 3,
+    "num_nodes": 128,
+    "num_conv": (48, 64, 96),
+    "conv_len": (5, 5, 3),
+    "cell_type": "lstm",
+    "batch_norm": False,
+    "dropout": 0.3,
+    "learning_rate": 0.0001,
+    "gradient_clipping_norm": 9.0,
+    "batch_size": 8,
+    "steps": 100000,
+    "eval_every": 10000,
+    "checkpoint_every": 1000,
+    "log_every": 100,
+    "seed": 0,
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
+    "label_smoothing": 0.0,
+    "weight_decay": 0.0,
+    "augment": False,
+}
+
+# A laptop recipe: 26 categories x 120 drawings train in about ten minutes on two CPU cores.
+LOCAL = {
+    **TUTORIAL,
+    "batch_size": 32,
+    "learning_rate": 0.003,
+    "lr_schedule": "cosine",
+    "warmup_steps": 100,
+    "steps": 2000,
+    "eval_every": 500,
+    "checkpoint_every": 500,
+    "log_every": 50,
+}
+
+PRESETS = {"tutorial": TUTORIAL, "local": LOCAL}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything one training run reads. Paths are already resolved (see `resolve_path`)."""
+
+    training_data: str
+    eval_data: str
+    classes_file: str
+    model_dir: str
+    checkpoint_dir: str
+    log_dir: str
+    preset: str
+    num_layers: int
+    num_nodes: int
+    num_conv: tuple[int, ...]
+    conv_len: tuple[int, ...]
+    cell_type: str
+    batch_norm: bool
+    dropout: float
+    learning_rate: float
+    gradient_clipping_norm: float
+    batch_size: int
+    steps: int
+    eval_every: int
+    checkpoint_every: int
+    log_every: int
+    seed: int
+    lr_schedule: str
+    warmup_steps: int
+    label_smoothing: float
+    weight_decay: float
+    augment: bool
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        values = json.loads(text)
+        values["num_conv"] = tuple(values["num_conv"])
+        values["conv_len"] = tuple(values["conv_len"])
+        return cls(**values)
+
+
+def resolve_path(path: str) -> str:
+    """`gs://bucket/x` as `/gcs/bucket/x` when Vertex's Cloud Storage mount holds the bucket."""
+    if path.startswith("gs://"):
+        bucket = path[len("gs://") :].split("/", 1)[0]
+        if bucket and os.path.isdir(os.path.join("/gcs", bucket)):
+            return "/gcs/" + path[len("gs://") :]
+    return path
+
+
+# --- Typed converters: each raises argparse.ArgumentTypeError with a one-line reason. --------
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A rate in [0, 1): dropout, label smoothing."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """`48,64,96` -> (48, 64, 96); every item a positive integer."""
+    items = [item.strip() for item in text.split(",")]
+    try:
+        values = tuple(int(item) for item in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated positive integers such as 48,64,96, got {text!r}"
+        ) from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"every item must be >= 1, got {text!r}")
+    return values
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad flag on one line (no usage block) and exits with status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m trainer",
+        description="Train, evaluate and export the Quick, Draw! conv + BiLSTM classifier.",
+        allow_abbrev=False,
+    )
+    paths = parser.add_argument_group("data and outputs")
+    paths.add_argument("--training_data", required=True, help="glob of training TFRecords")
+    paths.add_argument("--eval_data", required=True, help="glob of eval TFRecords")
+    paths.add_argument("--classes_file", required=True, help="one category per line")
+    paths.add_argument(
+        "--model_dir",
+        default=os.environ.get("AIP_MODEL_DIR"),
+        help="outputs: export/, metrics.json, config.json (default: $AIP_MODEL_DIR)",
+    )
+    paths.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="tutorial",
+        help="defaults for the flags below: the tutorial's, or the laptop recipe",
+    )
+
+    # Every hyperparameter defaults to None here: `from_args` fills it from the preset,
+    # so an explicit flag always wins over the preset.
+    model = parser.add_argument_group("model")
+    model.add_argument("--num_layers", type=_positive_int, help="recurrent layers (3)")
+    model.add_argument("--num_nodes", type=_positive_int, help="units per direction (128)")
+    model.add_argument("--num_conv", type=_int_list, help="filters per conv (48,64,96)")
+    model.add_argument("--conv_len", type=_int_list, help="kernel width per conv (5,5,3)")
+    model.add_argument("--cell_type", choices=CELL_TYPES, help="recurrent cell (lstm)")
+    model.add_argument("--batch_norm", type=_bool, nargs="?", const=True, help="batch norm (false)")
+    model.add_argument("--dropout", type=_fraction, help="dropout rate (0.3)")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--learning_rate", type=_positive_float, help="peak rate (0.0001)")
+    training.add_argument(
+        "--gradient_clipping_norm",
+        type=_non_negative_float,
+        help="clip gradients to this global norm, 0 for none (9.0)",
+    )
+    training.add_argument("--batch_size", type=_positive_int, help="global batch (8)")
+    training.add_argument("--steps", type=_positive_int, help="training steps (100000)")
+    training.add_argument(
+        "--eval_every", type=_non_negative_int, help="steps between evals, 0: at the end only"
+    )
+    training.add_argument("--checkpoint_every", type=_positive_int, help="steps (1000)")
+    training.add_argument("--log_every", type=_positive_int, help="steps between progress lines")
+    training.add_argument("--seed", type=_non_negative_int, help="seeds weights and data (0)")
+    training.add_argument(
+        "--lr_schedule", choices=LR_SCHEDULES, help="after warmup: constant or cosine decay"
+    )
+    training.add_argument(
+        "--warmup_steps", type=_non_negative_int, help="linear warmup to --learning_rate (0)"
+    )
+    training.add_argument("--label_smoothing", type=_fraction, help="(0.0)")
+    training.add_argument(
+        "--weight_decay", type=_non_negative_float, help="decoupled weight decay (0.0)"
+    )
+    training.add_argument(
+        "--augment",
+        type=_bool,
+        nargs="?",
+        const=True,
+        help="augment training ink with trainer.augment.augment_batch (false)",
+    )
+    return parser
+
+
+def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
+    """Fills unset flags from the preset, checks the flags together, resolves the paths."""
+    values = dict(PRESETS[args.preset])
+    for name in values:
+        given = getattr(args, name)
+        if given is not None:
+            values[name] = given
+    if len(values["num_conv"]) != len(values["conv_len"]):
+        parser.error(
+            f"--num_conv has {len(values['num_conv'])} items but --conv_len has "
+            f"{len(values['conv_len'])}; give one kernel width per convolution"
+        )
+    if values["warmup_steps"] >= values["steps"]:
+        parser.error(
+            f"--warmup_steps ({values['warmup_steps']}) must be less than --steps "
+            f"({values['steps']})"
+        )
+    if not args.model_dir:
+        parser.error("--model_dir is required (or set AIP_MODEL_DIR)")
+    model_dir = resolve_path(args.model_dir)
+    checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or os.path.join(model_dir, "checkpoints")
+    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or os.path.join(model_dir, "logs")
+    return Config(
+        training_data=resolve_path(args.training_data),
+        eval_data=resolve_path(args.eval_data),
+        classes_file=resolve_path(args.classes_file),
+        model_dir=model_dir,
+        checkpoint_dir=resolve_path(checkpoint_dir),
+        log_dir=resolve_path(log_dir),
+        preset=args.preset,
+        **values,
+    )
+
+
+def parse_flags(argv=None) -> Config:
+    """The command line (without the program name) as a Config; exits 2 on a bad flag."""
+    parser = make_parser()
+    return from_args(parser.parse_args(argv), parser)

@@ -1,0 +1,175 @@
+"""tf.data input: TFRecord shards to padded batches of drawings of similar length.
+
+Records are read from a glob with a parallel interleave over the shards, shuffled, and parsed
+with the pipeline's schema (`pipeline.schema.parse_examples`, the one definition of the
+features). Batches are bucketed by length (`bucket_by_sequence_length`, buckets growing
+geometrically by `BUCKET_RATIO`), so padding stays a few percent of the points fed
+(`padding_fraction` measures it), where a plain `padded_batch` of shuffled drawings pads
+half to two thirds of them (`plain_dataset`, the baseline `make bench` compares against):
+the recurrent layers step through every padded step, so padding is time wasted.
+
+Every element is `({"ink": (batch, time, 3) float32, "lengths": (batch,) int32},
+class_index (batch,) int64)`, the ink right-padded with zeros.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import tensorflow as tf
+
+from pipeline import schema
+from trainer import model as model_lib
+
+BUCKET_RATIO = 1.1  # each length bucket spans lengths [n, 1.1 n)
+SHUFFLE_RECORDS = 10000  # records in the shuffle buffer, ~10 MB
+MAX_PARALLEL_SHARDS = 16  # shards read at once
+
+
+def list_files(pattern: str) -> list[str]:
+    """The files matching a glob (local, gs:// or /gcs/), sorted; ValueError if none."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no files match {pattern!r}")
+    return files
+
+
+def read_classes(path: str) -> list[str]:
+    """The category names, one per line, in class_index order."""
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"classes file {path!r} does not exist")
+    with tf.io.gfile.GFile(path, "r") as file:
+        names = [line.strip() for line in file if line.strip()]
+    if not names:
+        raise ValueError(f"classes file {path!r} lists no classes")
+    if len(set(names)) != len(names):
+        raise ValueError(f"classes file {path!r} lists a class twice")
+    return names
+
+
+def _records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dataset:
+    """Serialized records; for training shuffled and repeated forever."""
+    files = list_files(pattern)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    # Each input pipeline (one per worker) reads its own files when there are enough of
+    # them, else every pipeline reads all files and keeps its own share of the records.
+    shard_files = num_shards > 1 and len(files) >= num_shards
+    if shard_files:
+        dataset = dataset.shard(num_shards, shard_index)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.repeat()
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), MAX_PARALLEL_SHARDS),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if num_shards > 1 and not shard_files:
+        dataset = dataset.shard(num_shards, shard_index)
+    if training:
+        dataset = dataset.shuffle(SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True)
+    return dataset
+
+
+def _features_and_label(ink, lengths, class_index):
+    return {model_lib.INK: ink, model_lib.LENGTHS: lengths}, class_index
+
+
+def _parse_one(serialized):
+    """One serialized record -> ((n, 3) ink, n, class_index)."""
+    parsed = schema.parse_examples(serialized)
+    return parsed[schema.INK], parsed["length"], parsed[schema.CLASS_INDEX]
+
+
+def bucket_boundaries(ratio: float = BUCKET_RATIO, longest: int = 4096) -> list[int]:
+    """Lengths where a new bucket starts: every length up to 10, then growing by `ratio`.
+
+    A drawing of length n shares its batch only with drawings shorter than about
+    `ratio * n`, so at most about 1 - 1 / ratio of any batch is padding.
+    """
+    boundaries = list(range(2, 11))
+    while boundaries[-1] < longest:
+        boundaries.append(max(boundaries[-1] + 1, round(boundaries[-1] * ratio)))
+    return boundaries
+
+
+def dataset(
+    pattern: str,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    augment_fn=None,
+) -> tf.data.Dataset:
+    """The trainer's input: batches bucketed by length.
+
+    Args:
+      pattern: glob of TFRecord shards.
+      batch_size: drawings per batch (per replica under a distribution strategy).
+      training: shuffle, repeat forever and keep only full batches; else read every
+        record once (the last batch of each bucket may be smaller).
+      seed: seeds every shuffle.
+      num_shards, shard_index: this input pipeline's share of the data (one per worker).
+      augment_fn: `augment_fn(ink, lengths, seed) -> ink` on each padded batch (training
+        only), the lengths unchanged; `seed` is a (2,) int64 tensor, distinct for every
+        batch, for stateless random ops.
+    """
+    boundaries = bucket_boundaries()
+    batches = (
+        _records(
+            pattern, training=training, seed=seed, num_shards=num_shards, shard_index=shard_index
+        )
+        .map(_parse_one, num_parallel_calls=tf.data.AUTOTUNE)
+        .bucket_by_sequence_length(
+            element_length_func=lambda ink, length, class_index: length,
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            drop_remainder=training,
+        )
+        .map(_features_and_label)
+    )
+    if training and augment_fn is not None:
+        batches = _augmented(batches, augment_fn, seed, shard_index)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _augmented(batches, augment_fn, seed, shard_index):
+    def augment(index, batch):
+        features, labels = batch
+        batch_seed = tf.stack([tf.cast(seed * 1000003 + shard_index, tf.int64), index])
+        lengths = features[model_lib.LENGTHS]
+        return _features_and_label(
+            augment_fn(features[model_lib.INK], lengths, batch_seed), lengths, labels
+        )
+
+    return batches.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def plain_dataset(pattern: str, batch_size: int, *, seed: int = 0) -> tf.data.Dataset:
+    """The baseline for `make bench`: the same records, shuffled, in a plain `padded_batch`
+    (no bucketing), as the tutorial's input function batched them."""
+
+    return (
+        _records(pattern, training=True, seed=seed, num_shards=1, shard_index=0)
+        .map(_parse_one, num_parallel_calls=tf.data.AUTOTUNE)
+        .padded_batch(batch_size, drop_remainder=True)
+        .map(_features_and_label)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def padding_fraction(batches: tf.data.Dataset, num_batches: int) -> float:
+    """The share of padded steps among all steps fed in the first `num_batches` batches."""
+    real = padded = 0
+    for features, _ in batches.take(num_batches):
+        real += int(tf.reduce_sum(features[model_lib.LENGTHS]))
+        padded += int(tf.size(features[model_lib.LENGTHS])) * int(
+            tf.shape(features[model_lib.INK])[1]
+        )
+    if not padded:
+        logging.warning("padding_fraction: the dataset gave no batches")
+        return 0.0
+    return 1.0 - real / padded

@@ -1,0 +1,164 @@
+"""Evaluation on the whole eval set: loss, top-1, top-3, per-class accuracy, confusion matrix.
+
+Each worker evaluates its own share of the eval files with its own copy of the weights and
+counts; one sum across the workers then gives every worker the totals. Counting (not
+averaging per batch) keeps the figures exact whatever the batch sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import data
+
+EVAL_BATCH_SIZE = 128  # predictions do not depend on the batch (see tests), only speed does
+HYPERTUNE_TAG = "top1_accuracy"
+
+
+@dataclasses.dataclass
+class Counts:
+    """Sums over evaluated drawings; they add up across workers."""
+
+    loss_sum: float
+    top3_hits: int
+    confusion: np.ndarray  # (classes, classes) int64: rows are true classes, columns predicted
+
+    @property
+    def examples(self) -> int:
+        return int(self.confusion.sum())
+
+
+def make_eval_step(model, num_classes: int):
+    top_k = min(3, num_classes)
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def eval_step(features, labels):
+        tf.debugging.assert_less(
+            labels, tf.cast(num_classes, labels.dtype), "class_index beyond the classes file"
+        )
+        logits = model(features, training=False)  # (batch, classes)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        top3 = tf.math.in_top_k(tf.cast(labels, tf.int32), logits, top_k)
+        confusion = tf.math.confusion_matrix(
+            labels, tf.argmax(logits, axis=-1), num_classes=num_classes, dtype=tf.int64
+        )
+        return tf.reduce_sum(losses), tf.reduce_sum(tf.cast(top3, tf.int64)), confusion
+
+    return eval_step
+
+
+def count(eval_step, pattern: str, num_classes: int, *, num_shards=1, shard_index=0) -> Counts:
+    """Runs `eval_step` over this worker's share of the eval files, once each."""
+    counts = Counts(0.0, 0, np.zeros((num_classes, num_classes), np.int64))
+    batches = data.dataset(
+        pattern,
+        EVAL_BATCH_SIZE,
+        training=False,
+        num_shards=num_shards,
+        shard_index=shard_index,
+    )
+    for features, labels in batches:
+        loss_sum, top3_hits, confusion = eval_step(features, labels)
+        counts.loss_sum += float(loss_sum)
+        counts.top3_hits += int(top3_hits)
+        counts.confusion += confusion.numpy()
+    return counts
+
+
+def sum_across_workers(strategy, counts: Counts, num_workers: int) -> Counts:
+    """The counts of all workers added up, on every worker (one collective sum)."""
+    if num_workers == 1:
+        return counts
+    replicas_per_worker = strategy.num_replicas_in_sync // num_workers
+    flat = np.concatenate([[counts.loss_sum, counts.top3_hits], counts.confusion.ravel()])
+
+    def local_value(context):
+        # One replica per worker contributes its worker's counts; the others add zeros.
+        first = context.replica_id_in_sync_group % replicas_per_worker == 0
+        return tf.constant(flat if first else np.zeros_like(flat), tf.float64)
+
+    total = strategy.reduce(
+        tf.distribute.ReduceOp.SUM,
+        strategy.experimental_distribute_values_from_function(local_value),
+        axis=None,
+    ).numpy()
+    size = counts.confusion.shape[0]
+    return Counts(
+        loss_sum=float(total[0]),
+        top3_hits=int(round(total[1])),
+        confusion=np.rint(total[2:]).astype(np.int64).reshape(size, size),
+    )
+
+
+def metrics(counts: Counts, classes: list[str], step: int) -> dict:
+    """The figures of one evaluation, as written to metrics.json."""
+    examples = counts.examples
+    if not examples:
+        raise ValueError("the eval set holds no drawings")
+    per_class_total = counts.confusion.sum(axis=1)
+    diagonal = np.diag(counts.confusion)
+    return {
+        "step": int(step),
+        "examples": examples,
+        "loss": counts.loss_sum / examples,
+        "top1_accuracy": float(diagonal.sum()) / examples,
+        "top3_accuracy": counts.top3_hits / examples,
+        # None for a class with no eval drawings.
+        "per_class_accuracy": {
+            name: (float(diagonal[i]) / per_class_total[i] if per_class_total[i] else None)
+            for i, name in enumerate(classes)
+        },
+        "confusion_matrix": {
+            "labels": classes,
+            "rows": "true class",
+            "columns": "predicted class",
+            "counts": counts.confusion.tolist(),
+        },
+    }
+
+
+def summary_line(result: dict) -> str:
+    return (
+        f"eval at step {result['step']}: {result['examples']} drawings, "
+        f"loss {result['loss']:.4f}, top-1 {result['top1_accuracy']:.4f}, "
+        f"top-3 {result['top3_accuracy']:.4f}"
+    )
+
+
+def write_json(path: str, value: dict) -> None:
+    """Writes JSON whole or not at all (write aside, then rename)."""
+    partial = path + ".partial"
+    with tf.io.gfile.GFile(partial, "w") as file:
+        file.write(json.dumps(value, indent=1) + "\n")
+    tf.io.gfile.rename(partial, path, overwrite=True)
+
+
+def report_hypertune(value: float, step: int) -> None:
+    """Reports the metric to Vertex AI hyperparameter tuning when it asks for one.
+
+    Writes the JSON line that `cloudml-hypertune` writes, to the file Vertex names in
+    `CLOUD_ML_HP_METRIC_FILE`; the tag is `CLOUD_ML_HP_METRIC_TAG` or `top1_accuracy`.
+    """
+    path = os.environ.get("CLOUD_ML_HP_METRIC_FILE")
+    if not path:
+        return
+    tag = os.environ.get("CLOUD_ML_HP_METRIC_TAG") or HYPERTUNE_TAG
+    line = {
+        "timestamp": time.time(),
+        "trial": str(os.environ.get("CLOUD_ML_TRIAL_ID", 0)),
+        tag: str(float(value)),
+        "global_step": str(int(step)),
+    }
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "a") as file:
+        file.write(json.dumps(line, sort_keys=True) + "\n")
+    logging.info("reported %s=%.4f at step %d to %s", tag, value, step, path)

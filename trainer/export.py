@@ -1,0 +1,118 @@
+"""The serving model: a SavedModel that classifies drawings as users draw them.
+
+`model_dir/export/` holds a SavedModel (`tf.saved_model.load` is all a client needs) whose
+`serving_default` signature takes
+
+  points:  (batch, time, 3) float32, absolute x, y and end_of_stroke of each drawing's
+           points (strokes concatenated), right-padded to the longest drawing;
+  lengths: (batch,) int32, the number of points of each drawing;
+
+runs the pipeline's normalization and deltas in the graph (`trainer.preprocess`), then the
+classifier, and returns
+
+  probabilities:       (batch, classes) float32;
+  top_k_classes:       (batch, k) string, the most probable class names, best first;
+  top_k_probabilities: (batch, k) float32, their probabilities.
+
+Beside the SavedModel files the directory keeps `classes.txt` and the training
+`config.json`, so that `export/` alone is a complete deliverable.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline import schema
+from trainer import model as model_lib
+from trainer import preprocess
+from trainer.config import Config
+
+TOP_K = 5
+SIGNATURE = "serving_default"
+CLASSES_FILE = "classes.txt"
+CONFIG_FILE = "config.json"
+
+
+class ServingModule(tf.Module):
+    def __init__(self, model, classes: list[str], top_k: int):
+        super().__init__()
+        self.model = model
+        self.class_names = tf.Variable(classes, trainable=False, name="class_names")
+        self._top_k = min(top_k, len(classes))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, schema.INK_COLUMNS], tf.float32, name="points"),
+            tf.TensorSpec([None], tf.int32, name="lengths"),
+        ],
+        autograph=False,
+    )
+    def serve(self, points, lengths):
+        ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
+        logits = self.model({model_lib.INK: ink, model_lib.LENGTHS: ink_lengths}, training=False)
+        probabilities = tf.nn.softmax(logits)  # (batch, classes)
+        top = tf.math.top_k(probabilities, k=self._top_k)
+        return {
+            "probabilities": probabilities,
+            "top_k_classes": tf.gather(self.class_names, top.indices),
+            "top_k_probabilities": top.values,
+        }
+
+
+def export_model(weights, config: Config, classes: list[str], export_dir: str) -> None:
+    """Writes the serving model with `weights` (from `model.get_weights()`) to `export_dir`.
+
+    The model is built afresh outside any distribution strategy, so the SavedModel holds
+    plain variables whatever strategy trained them.
+    """
+    model = model_lib.build_model(config, len(classes))
+    model.set_weights(weights)
+    module = ServingModule(model, classes, TOP_K)
+    if tf.io.gfile.exists(export_dir):
+        tf.io.gfile.rmtree(export_dir)
+    tf.saved_model.save(module, export_dir, signatures={SIGNATURE: module.serve})
+    with tf.io.gfile.GFile(os.path.join(export_dir, CLASSES_FILE), "w") as file:
+        file.write("".join(name + "\n" for name in classes))
+    with tf.io.gfile.GFile(os.path.join(export_dir, CONFIG_FILE), "w") as file:
+        file.write(config.to_json())
+
+
+def export_dir_of(model_dir: str) -> str:
+    """`model_dir/export`, or `model_dir` itself when it is an export directory."""
+    if tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
+        return model_dir
+    return os.path.join(model_dir, "export")
+
+
+def pad_points(drawings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute (n, 3) points of several drawings -> the signature's padded batch and lengths."""
+    lengths = np.array([len(points) for points in drawings], np.int32)
+    batch = np.zeros((len(drawings), max(lengths, default=0), schema.INK_COLUMNS), np.float32)
+    for row, points in enumerate(drawings):
+        batch[row, : len(points)] = points
+    return batch, lengths
+
+
+def serving_latency(export_dir: str, points: np.ndarray, calls=200, warmup_calls=10) -> dict:
+    """Milliseconds per call of the serving signature on one drawing's absolute points,
+    once warm: median and 90th percentile."""
+    serve = tf.saved_model.load(export_dir).signatures[SIGNATURE]
+    batch, lengths = pad_points([points])
+    batch, lengths = tf.constant(batch), tf.constant(lengths)
+    for _ in range(warmup_calls):
+        serve(points=batch, lengths=lengths)
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        serve(points=batch, lengths=lengths)["probabilities"].numpy()
+        times.append((time.perf_counter() - started) * 1000)
+    return {
+        "median_ms": statistics.median(times),
+        "p90_ms": float(np.percentile(times, 90)),
+        "points": len(points),
+    }

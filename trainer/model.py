@@ -1,0 +1,143 @@
+"""The tutorial's classifier in Keras 3: conv1d stack, stacked bidirectional RNN, sum, dense.
+
+Three things differ from the tutorial's graph, each on purpose:
+
+* The padded steps are set back to zero before every convolution. A `same` convolution's
+  bias (and batch norm's shift) makes padded steps non-zero, and the next convolution
+  would carry them into the drawing's last real steps: the tutorial's prediction of a
+  drawing depended on how long the other drawings of its batch were.
+* Batch norm, when on, computes its statistics over the real steps only (masked).
+* Dropout between the recurrent layers is a layer of its own that really drops; the
+  tutorial's cuDNN layers were one layer each, so their inter-layer dropout did nothing.
+
+The recurrent layers read a right-padded mask, so on a GPU Keras runs the cuDNN kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from pipeline import schema
+from trainer.config import Config
+
+INK = schema.INK  # model input: (batch, time, 3) ink, right-padded with zeros
+LENGTHS = "lengths"  # model input: (batch,) int32 rows of ink per drawing
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class StepMask(keras.layers.Layer):
+    """(batch,) lengths -> (batch, time) bool: true on each drawing's real steps."""
+
+    def call(self, lengths, steps):
+        time = ops.shape(steps)[1]
+        return ops.expand_dims(ops.arange(time), 0) < ops.expand_dims(lengths, 1)
+
+    def compute_output_spec(self, lengths, steps):
+        return keras.KerasTensor((steps.shape[0], steps.shape[1]), dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class ZeroPadding(keras.layers.Layer):
+    """Sets the padded steps of (batch, time, channels) to zero."""
+
+    # The mask is an explicit input here; the one Keras attaches to tensors stops here.
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, inputs, mask):
+        return ops.where(ops.expand_dims(mask, -1), inputs, ops.zeros_like(inputs))
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class MaskedSum(keras.layers.Layer):
+    """(batch, time, channels) -> (batch, channels): the sum over each drawing's real steps."""
+
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, inputs, mask):
+        kept = ops.where(ops.expand_dims(mask, -1), inputs, ops.zeros_like(inputs))
+        return ops.sum(kept, axis=1)
+
+    def compute_output_spec(self, inputs, mask):
+        return keras.KerasTensor((inputs.shape[0], inputs.shape[2]), dtype=inputs.dtype)
+
+
+def build_model(config: Config, num_classes: int) -> keras.Model:
+    """The classifier: {"ink": (batch, time, 3), "lengths": (batch,)} -> (batch, classes) logits."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    ink = keras.Input(shape=(None, schema.INK_COLUMNS), name=INK)  # (batch, time, 3)
+    lengths = keras.Input(shape=(), dtype="int32", name=LENGTHS)  # (batch,)
+    mask = StepMask(name="step_mask")(lengths, ink)  # (batch, time)
+
+    steps = ink
+    for index, (filters, width) in enumerate(zip(config.num_conv, config.conv_len)):
+        if config.batch_norm:
+            steps = keras.layers.BatchNormalization(name=f"conv_batch_norm_{index}")(
+                steps, mask=mask
+            )
+        if index > 0 and config.dropout:
+            steps = keras.layers.Dropout(config.dropout, name=f"conv_dropout_{index}")(steps)
+        steps = ZeroPadding(name=f"conv_zero_padding_{index}")(steps, mask)
+        steps = keras.layers.Conv1D(
+            filters, width, padding="same", activation=None, name=f"conv_{index}"
+        )(steps)  # (batch, time, filters)
+
+    cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[config.cell_type]
+    for index in range(config.num_layers):
+        if index > 0 and config.dropout:
+            steps = keras.layers.Dropout(config.dropout, name=f"rnn_dropout_{index}")(steps)
+        steps = keras.layers.Bidirectional(
+            cell(config.num_nodes, return_sequences=True), name=f"rnn_{index}"
+        )(steps, mask=mask)  # (batch, time, 2 * num_nodes)
+
+    summed = MaskedSum(name="sum_over_time")(steps, mask)  # (batch, 2 * num_nodes)
+    logits = keras.layers.Dense(num_classes, name="logits")(summed)  # (batch, classes)
+    return keras.Model({INK: ink, LENGTHS: lengths}, logits, name="sketch_classifier")
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup to `peak`, then constant or cosine decay to zero at `total_steps`."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, decay: str):
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.decay = decay
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rate = ops.convert_to_tensor(self.peak, "float32")
+        if self.warmup_steps:
+            rate = rate * ops.minimum(1.0, (step + 1.0) / self.warmup_steps)
+        if self.decay == "cosine":
+            span = max(self.total_steps - self.warmup_steps, 1)
+            progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+            rate = rate * 0.5 * (1.0 + ops.cos(math.pi * progress))
+        return rate
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "decay": self.decay,
+        }
+
+
+def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam on the configured schedule. Gradient clipping is done by the training step, on
+    the gradient summed over all replicas (see `trainer.train`)."""
+    schedule = WarmupSchedule(
+        config.learning_rate, config.warmup_steps, config.steps, config.lr_schedule
+    )
+    return keras.optimizers.Adam(learning_rate=schedule, weight_decay=config.weight_decay or None)

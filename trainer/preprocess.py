@@ -1,0 +1,51 @@
+"""The pipeline's ink math (`pipeline.ink`) in TensorFlow, on a padded batch, for serving.
+
+The exported model takes drawings as users produce them, absolute points, and must feed the
+classifier exactly what the pipeline wrote into the TFRecords. These functions repeat
+`pipeline.ink.normalize` and `pipeline.ink.deltas` step by step, in float32 and in the same
+order, so the two agree to the last bit; `tests/test_trainer_export.py` holds them equal on
+real drawings.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from pipeline import ink as ink_math
+
+
+def ink_from_points(points, lengths):
+    """Normalizes each drawing and turns its points into deltas.
+
+    Args:
+      points: (batch, time, 3) float32 absolute points (x, y, end_of_stroke), each drawing
+        right-padded to the longest; the padding may hold anything.
+      lengths: (batch,) int, the number of points of each drawing.
+
+    Returns:
+      ink: (batch, time - 1, 3) float32, the pipeline's ink of each drawing, zeros past its
+        length.
+      ink_lengths: (batch,) int32, `lengths - 1` (0 for a drawing of fewer than 2 points).
+    """
+    points = tf.convert_to_tensor(points, tf.float32)
+    lengths = tf.cast(lengths, tf.int32)
+    time = tf.shape(points)[1]
+    valid = tf.sequence_mask(lengths, time)[:, :, tf.newaxis]  # (batch, time, 1)
+    coordinates = points[:, :, ink_math.X : ink_math.Y + 1]  # (batch, time, 2)
+
+    # normalize(): min and max over the drawing's own points, a zero range scales by 1.
+    lower = tf.reduce_min(tf.where(valid, coordinates, float("inf")), axis=1, keepdims=True)
+    upper = tf.reduce_max(tf.where(valid, coordinates, float("-inf")), axis=1, keepdims=True)
+    scale = upper - lower  # (batch, 1, 2)
+    scale = tf.where(tf.equal(scale, 0.0), tf.ones_like(scale), scale)
+    normalized = (coordinates - lower) / scale  # (batch, time, 2)
+
+    # deltas(): each point minus the previous one, the first row dropped.
+    steps = normalized[:, 1:] - normalized[:, :-1]  # (batch, time - 1, 2)
+    end_of_stroke = points[:, 1:, ink_math.END_OF_STROKE :]  # (batch, time - 1, 1)
+    ink = tf.concat([steps, end_of_stroke], axis=-1)  # (batch, time - 1, 3)
+
+    ink_lengths = tf.maximum(lengths - 1, 0)
+    keep = tf.sequence_mask(ink_lengths, tf.maximum(time - 1, 0))[:, :, tf.newaxis]
+    # tf.where, not a multiplication: a drawing with no points has inf - inf = nan here.
+    return tf.where(keep, ink, tf.zeros_like(ink)), ink_lengths

@@ -1,0 +1,322 @@
+"""Training: distribution strategy, custom training loop, checkpoints, evaluation, export.
+
+A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
+`MultiWorkerMirroredStrategy` (keras-team/keras#20585, #20329), and the loop is short.
+
+* Strategy: `MultiWorkerMirroredStrategy` when `TF_CONFIG` names several workers (Vertex AI
+  names the first pool `chief`), `MirroredStrategy` on several local GPUs, else the default.
+* Preemption: a checkpoint every `--checkpoint_every` steps; the same command started again
+  restores the last one, logs `resuming from step N` and stops at `--steps`.
+* Only the chief writes outputs (export, metrics.json, TensorBoard logs); the other workers
+  write their checkpoints to a temporary directory, as `tf.distribute` requires every
+  worker to save, and delete it at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from trainer import data, evaluate, export
+from trainer import model as model_lib
+from trainer.config import Config
+
+CHECKPOINTS_TO_KEEP = 3
+
+# TensorBoard's scalar plugin reads summaries tagged like this; writing them with the core
+# `tf.summary.write` keeps the `tensorboard` package out of the training image.
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+    data_class=summary_pb2.DATA_CLASS_SCALAR,
+)
+
+
+def write_scalars(writer, step: int, values: dict) -> None:
+    with writer.as_default():
+        for name, value in values.items():
+            tf.summary.write(name, tf.constant(value, tf.float32), step, _SCALAR_METADATA)
+
+
+class InputError(ValueError):
+    """A problem with the command's inputs, reported on one line (exit status 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    num_workers: int
+    task_type: str
+    task_index: int
+
+    @property
+    def is_chief(self) -> bool:
+        # Vertex AI (and tf.distribute) call the first worker `chief`; a cluster with no
+        # chief task makes worker 0 the chief.
+        return self.task_type == "chief" or (self.task_type == "worker" and self.task_index == 0)
+
+
+def read_cluster() -> Cluster:
+    """This process's place in the `TF_CONFIG` cluster (one worker when unset)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    cluster = tf_config.get("cluster", {})
+    chiefs, workers = cluster.get("chief", []), cluster.get("worker", [])
+    task = tf_config.get("task", {})
+    task_type, task_index = task.get("type", "chief"), int(task.get("index", 0))
+    if len(chiefs) + len(workers) <= 1:
+        return Cluster(1, "chief", 0)
+    if task_type not in ("chief", "worker"):
+        raise InputError(f"TF_CONFIG task type {task_type!r} is not supported (chief, worker)")
+    if task_type == "worker" and chiefs:
+        task_index += 1  # the chief is worker 0 when there is one
+    return Cluster(len(chiefs) + len(workers), task_type, task_index)
+
+
+def make_strategy(cluster: Cluster) -> tf.distribute.Strategy:
+    if cluster.num_workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def load_augment_fn(config: Config):
+    """`trainer.augment.augment_batch` when `--augment` is on, else None."""
+    if not config.augment:
+        return None
+    try:
+        from trainer import augment
+    except ImportError as error:
+        raise InputError(f"--augment needs the module trainer.augment: {error}") from None
+    if not hasattr(augment, "augment_batch"):
+        raise InputError("--augment needs trainer.augment.augment_batch(ink, lengths, seed) -> ink")
+    return augment.augment_batch
+
+
+def make_train_steps(strategy, model, optimizer, config: Config, num_classes: int):
+    """A tf.function that runs `num_steps` training steps from a (distributed) iterator and
+    returns their mean loss."""
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(features, labels):
+        tf.debugging.assert_less(
+            labels, tf.cast(num_classes, labels.dtype), "class_index beyond the classes file"
+        )
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)  # (batch, classes)
+            targets = tf.one_hot(labels, num_classes)
+            if config.label_smoothing:
+                targets = targets * (1 - config.label_smoothing) + (
+                    config.label_smoothing / num_classes
+                )
+            losses = tf.nn.softmax_cross_entropy_with_logits(targets, logits)  # (batch,)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        # Clip by the norm of the whole batch's gradient, summed over all replicas (Keras's
+        # own clipping would clip each replica's share separately).
+        if replicas > 1:
+            context = tf.distribute.get_replica_context()
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        if config.gradient_clipping_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, config.gradient_clipping_norm)
+        if replicas > 1:
+            # The optimizer sums the replicas' gradients once more: hand it equal shares.
+            gradients = [gradient / replicas for gradient in gradients]
+        optimizer.apply(gradients, model.trainable_variables)
+        return loss
+
+    # Only the loop needs AutoGraph; converting Keras's own code would just slow tracing.
+    replica_step = tf.autograph.experimental.do_not_convert(replica_step)
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            features, labels = next(iterator)
+            losses = strategy.run(replica_step, args=(features, labels))
+            total += strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        return total / tf.cast(num_steps, tf.float32)
+
+    return train_steps
+
+
+def weights_checksum(model) -> str:
+    """A short digest of all weights: equal on every worker of a synchronous run."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_and_evaluate(config: Config) -> dict:
+    """Trains (or resumes) to `config.steps`, evaluates, exports. Returns the final metrics."""
+    cluster = read_cluster()
+    strategy = make_strategy(cluster)  # first: a multi-worker strategy must precede other ops
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise InputError(f"--batch_size {config.batch_size} must divide among {replicas} replicas")
+    try:
+        classes = data.read_classes(config.classes_file)
+        data.list_files(config.training_data)
+        data.list_files(config.eval_data)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    augment_fn = load_augment_fn(config)
+    logging.info(
+        "%d classes; %d worker(s), %d replica(s); %s",
+        len(classes),
+        cluster.num_workers,
+        replicas,
+        "chief" if cluster.is_chief else f"worker {cluster.task_index}",
+    )
+
+    with strategy.scope():
+        model = model_lib.build_model(config, len(classes))
+        optimizer = model_lib.make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    logging.info("model: %d parameters", model.count_params())
+
+    if cluster.is_chief:
+        tf.io.gfile.makedirs(config.model_dir)
+        with tf.io.gfile.GFile(os.path.join(config.model_dir, "config.json"), "w") as file:
+            file.write(config.to_json())
+        checkpoint_dir = config.checkpoint_dir
+        writer = tf.summary.create_file_writer(config.log_dir)
+    else:
+        checkpoint_dir = tempfile.mkdtemp(prefix=f"trainer-worker-{cluster.task_index}-")
+        writer = tf.summary.create_noop_writer()
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, CHECKPOINTS_TO_KEEP)
+    latest = tf.train.latest_checkpoint(config.checkpoint_dir)  # the chief's, on every worker
+    if latest:
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except AssertionError as error:
+            raise InputError(
+                f"checkpoint {latest} does not fit this model configuration: {error}"
+            ) from None
+    step = int(optimizer.iterations.numpy())
+    if step:
+        logging.info("resuming from step %d (%s)", step, latest)
+
+    eval_step = evaluate.make_eval_step(model, len(classes))
+
+    def run_eval(at_step):
+        started = time.monotonic()
+        counts = evaluate.count(
+            eval_step,
+            config.eval_data,
+            len(classes),
+            num_shards=cluster.num_workers,
+            shard_index=cluster.task_index,
+        )
+        counts = evaluate.sum_across_workers(strategy, counts, cluster.num_workers)
+        result = evaluate.metrics(counts, classes, at_step)
+        logging.info("%s (%.1f s)", evaluate.summary_line(result), time.monotonic() - started)
+        names = ("loss", "top1_accuracy", "top3_accuracy")
+        write_scalars(writer, at_step, {f"eval/{name}": result[name] for name in names})
+        return result
+
+    if step < config.steps:
+        train_steps = make_train_steps(strategy, model, optimizer, config, len(classes))
+        _train_loop(config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn)
+    step = int(optimizer.iterations.numpy())
+
+    result = run_eval(step)
+    logging.info("weights checksum %s", weights_checksum(model))
+    if cluster.is_chief:
+        evaluate.write_json(os.path.join(config.model_dir, "metrics.json"), result)
+        evaluate.report_hypertune(result["top1_accuracy"], step)
+        export_dir = os.path.join(config.model_dir, "export")
+        export.export_model(model.get_weights(), config, classes, export_dir)
+        logging.info("exported the serving model to %s", export_dir)
+    else:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    writer.close()
+    return result
+
+
+def _train_loop(config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn):
+    """Steps from the optimizer's step count to `config.steps`, with the periodic events."""
+    step = int(optimizer.iterations.numpy())
+    per_replica_batch = config.batch_size // strategy.num_replicas_in_sync
+
+    def dataset_fn(context):
+        # A restarted run draws other batches than the first time it passed this step.
+        return data.dataset(
+            config.training_data,
+            per_replica_batch,
+            training=True,
+            seed=config.seed + step,
+            num_shards=context.num_input_pipelines,
+            shard_index=context.input_pipeline_id,
+            augment_fn=augment_fn,
+        )
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    events = [config.log_every, config.checkpoint_every] + (
+        [config.eval_every] if config.eval_every else []
+    )
+    logging.info("training from step %d to %d", step, config.steps)
+    while step < config.steps:
+        stop = min([config.steps] + [(step // every + 1) * every for every in events])
+        started = time.monotonic()
+        loss = float(train_steps(iterator, tf.constant(stop - step)))
+        seconds = time.monotonic() - started
+        steps_per_second = (stop - step) / seconds
+        step = stop
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the training loss is {loss} at step {step}")
+        learning_rate = float(optimizer.learning_rate)
+        if step % config.log_every == 0 or step == config.steps:
+            logging.info(
+                "step %d/%d: loss %.4f, %.2f steps/s, %.0f drawings/s, learning rate %.3g",
+                step,
+                config.steps,
+                loss,
+                steps_per_second,
+                steps_per_second * config.batch_size,
+                learning_rate,
+            )
+        write_scalars(
+            writer,
+            step,
+            {
+                "train/loss": loss,
+                "train/learning_rate": learning_rate,
+                "train/steps_per_second": steps_per_second,
+            },
+        )
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            logging.info("saved checkpoint %s", manager.save(checkpoint_number=step))
+        if config.eval_every and step % config.eval_every == 0 and step < config.steps:
+            run_eval(step)
+
+
+def examples_per_second(
+    config: Config, batches: tf.data.Dataset, num_classes: int, steps=50, warmup_steps=5
+) -> float:
+    """Training speed of the trainer's step on `batches`, after `warmup_steps` untimed steps.
+
+    `make bench` compares `data.dataset` with `data.plain_dataset` (and with batches cached
+    in memory: `batches.take(n).cache().repeat()`) through this function.
+    """
+    strategy = tf.distribute.get_strategy()
+    model = model_lib.build_model(config, num_classes)
+    optimizer = model_lib.make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    train_steps = make_train_steps(strategy, model, optimizer, config, num_classes)
+    iterator = iter(batches)
+    train_steps(iterator, tf.constant(warmup_steps))
+    started = time.monotonic()
+    train_steps(iterator, tf.constant(steps))
+    return steps * config.batch_size / (time.monotonic() - started)
