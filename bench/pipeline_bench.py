@@ -1,0 +1,151 @@
+"""Conversion throughput: the tutorial's loop (a) against this pipeline (b, c).
+
+The input repeats every file of ../shared/quickdraw/simplified (22,638 real drawings) a
+number of times, each category into one file as in the public bucket. Each case runs on
+a small and a large input; the rate between the two (medians of a few runs) excludes
+process start-up. All cases read every drawing (`--split=hash`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import measure
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "quickdraw" / "simplified"
+MEMORY_TARGET_BYTES = 2 * 1024**3
+
+
+@dataclasses.dataclass
+class CaseResult:
+    name: str
+    rate: float  # drawings per second, marginal
+    cores: int
+    peak_rss_bytes: int  # at the large input
+
+    @property
+    def per_core(self) -> float:
+        return self.rate / self.cores
+
+
+def make_input(folder: Path, copies: int) -> int:
+    """Writes each category's file `copies` times over into one file; returns drawings."""
+    folder.mkdir(parents=True, exist_ok=True)
+    drawings = 0
+    for source in sorted(SHARED.glob("*.ndjson")):
+        text = source.read_bytes()
+        if not text.endswith(b"\n"):
+            text += b"\n"
+        (folder / source.name).write_bytes(text * copies)
+        drawings += text.count(b"\n") * copies
+    return drawings
+
+
+CASES = {
+    "a": ("(a) tutorial loop, 1 process", 1, [sys.executable, "-m", "bench.tutorial_baseline"]),
+    "b": (
+        "(b) pipeline, FnApiRunner, 1 worker",
+        1,
+        [sys.executable, "-m", "pipeline", "--split", "hash", "--overwrite"],
+    ),
+    "c": (
+        "(c) pipeline, 2 worker processes",
+        2,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "--split",
+            "hash",
+            "--overwrite",
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+        ],
+    ),
+}
+
+
+def run(
+    small_copies: int = 5, large_copies: int = 23, repeats: int = 3, log=print
+) -> list[CaseResult]:
+    if not SHARED.is_dir():
+        raise SystemExit(f"benchmark input needs real drawings at {SHARED}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as temp:
+        temp = Path(temp)
+        sizes = {
+            "small": make_input(temp / "small", small_copies),
+            "large": make_input(temp / "large", large_copies),
+        }
+        log(
+            f"input: {sizes['small']:,} and {sizes['large']:,} real drawings "
+            f"({small_copies} and {large_copies} copies of {SHARED})"
+        )
+        for key, (name, cores, command) in CASES.items():
+            seconds = {"small": [], "large": []}
+            peak = 0
+            for repeat in range(repeats):
+                for size in ("small", "large"):
+                    result = measure.run(
+                        command
+                        + [
+                            "--input",
+                            str(temp / size / "*.ndjson"),
+                            "--output_dir",
+                            str(temp / f"out_{key}_{size}"),
+                        ]
+                    )
+                    seconds[size].append(result.seconds)
+                    if size == "large":
+                        peak = max(peak, result.peak_rss_bytes)
+                log(
+                    f"  {name}: run {repeat + 1}/{repeats}: {seconds['small'][-1]:.1f} s "
+                    f"small, {seconds['large'][-1]:.1f} s large"
+                )
+            rate = measure.marginal_rate(
+                sizes["small"], sizes["large"], seconds["small"], seconds["large"]
+            )
+            results.append(CaseResult(name, rate, cores, peak))
+            log(
+                f"  {name}: {rate:,.0f} drawings/s; large-run medians "
+                f"{statistics.median(seconds['large']):.1f} s, peak {peak / 2**20:,.0f} MiB"
+            )
+    return results
+
+
+def table(results: list[CaseResult]) -> str:
+    a, b, c = results
+    rows = [
+        "| case | drawings/s | per core | peak memory (large input) | ratio | target |",
+        "|---|---|---|---|---|---|",
+        f"| {a.name} | {a.rate:,.0f} | {a.per_core:,.0f} | {a.peak_rss_bytes / 2**20:,.0f} MiB "
+        f"| 1.00x | baseline |",
+        f"| {b.name} | {b.rate:,.0f} | {b.per_core:,.0f} | {b.peak_rss_bytes / 2**20:,.0f} MiB "
+        f"| {b.rate / a.rate:.2f}x (a) | >= 3x (a), < 2 GiB: "
+        f"{_verdict(b.rate >= 3 * a.rate and b.peak_rss_bytes < MEMORY_TARGET_BYTES)} |",
+        f"| {c.name} | {c.rate:,.0f} | {c.per_core:,.0f} | {c.peak_rss_bytes / 2**20:,.0f} MiB "
+        f"| {c.rate / b.rate:.2f}x (b) | >= 1.6x (b): {_verdict(c.rate >= 1.6 * b.rate)} |",
+    ]
+    return "\n".join(rows)
+
+
+def projection(per_core: float, drawings: int = 50_000_000) -> str:
+    """Hours of Dataflow compute for the whole dataset at the measured per-core rate."""
+    lines = [
+        f"Projection for {drawings / 1e6:.0f}M drawings at {per_core:,.0f} drawings/s per "
+        "vCPU (conversion only; add ~4 min of worker start-up and the shuffle):"
+    ]
+    for vcpus in (32, 128):
+        minutes = drawings / (per_core * vcpus) / 60
+        lines.append(f"  {vcpus} vCPUs: {minutes:,.1f} min of conversion")
+    return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
