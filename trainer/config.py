@@ -105,12 +105,13 @@ class Config:
         return cls(**values)
 
 
-def resolve_path(path: str) -> str:
+def resolve_path(path: str, mount: str = "/gcs") -> str:
     """`gs://bucket/x` as `/gcs/bucket/x` when Vertex's Cloud Storage mount holds the bucket."""
     if path.startswith("gs://"):
-        bucket = path[len("gs://") :].split("/", 1)[0]
-        if bucket and os.path.isdir(os.path.join("/gcs", bucket)):
-            return "/gcs/" + path[len("gs://") :]
+        bucket_and_path = path[len("gs://") :]
+        bucket = bucket_and_path.split("/", 1)[0]
+        if bucket and os.path.isdir(os.path.join(mount, bucket)):
+            return os.path.join(mount, bucket_and_path)
     return path
 
 

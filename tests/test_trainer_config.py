@@ -1,0 +1,136 @@
+"""Flags: the tutorial's names and defaults, presets, validation on entry, Vertex paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from trainer_fixtures import REPO, trainer_env
+
+from trainer import config as config_lib
+
+REQUIRED = [
+    "--training_data=data/training.tfrecord-*",
+    "--eval_data=data/eval.tfrecord-*",
+    "--classes_file=data/training.tfrecord.classes",
+    "--model_dir=out",
+]
+
+
+@pytest.fixture(autouse=True)
+def no_vertex_environment(monkeypatch):
+    for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_are_the_tutorials():
+    config = config_lib.parse_flags(REQUIRED)
+    assert (config.num_layers, config.num_nodes) == (3, 128)
+    assert (config.num_conv, config.conv_len) == ((48, 64, 96), (5, 5, 3))
+    assert (config.cell_type, config.batch_norm, config.dropout) == ("lstm", False, 0.3)
+    assert (config.learning_rate, config.gradient_clipping_norm) == (0.0001, 9.0)
+    assert (config.batch_size, config.steps) == (8, 100000)
+    assert (config.lr_schedule, config.warmup_steps, config.augment) == ("constant", 0, False)
+    assert config.checkpoint_dir == "out/checkpoints"
+    assert config.log_dir == "out/logs"
+
+
+def test_tutorial_command_line_with_spaces_and_equals():
+    config = config_lib.parse_flags(
+        REQUIRED
+        + ["--num_layers", "2", "--num_conv=16,32", "--conv_len", "7,3", "--cell_type=gru"]
+        + ["--batch_norm", "--dropout=0", "--steps", "5"]
+    )
+    assert config.num_layers == 2
+    assert config.num_conv == (16, 32) and config.conv_len == (7, 3)
+    assert config.cell_type == "gru" and config.batch_norm is True and config.dropout == 0.0
+    assert config_lib.parse_flags(REQUIRED + ["--batch_norm=false"]).batch_norm is False
+
+
+def test_local_preset_and_explicit_flags_win():
+    local = config_lib.parse_flags(REQUIRED + ["--preset=local"])
+    assert local.preset == "local"
+    for name, value in config_lib.LOCAL.items():
+        assert getattr(local, name) == value
+    assert local.batch_size != config_lib.TUTORIAL["batch_size"]
+    overridden = config_lib.parse_flags(REQUIRED + ["--preset", "local", "--batch_size=8"])
+    assert overridden.batch_size == 8
+    assert overridden.learning_rate == config_lib.LOCAL["learning_rate"]
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--num_conv=48,x,96", "--num_conv: must be comma-separated positive integers"),
+        ("--num_conv=48,,96", "--num_conv: must be comma-separated positive integers"),
+        ("--conv_len=5,0,3", "--conv_len: every item must be >= 1"),
+        ("--learning_rate=-0.1", "--learning_rate: must be a number > 0"),
+        ("--learning_rate=nan", "--learning_rate: must be a finite number"),
+        ("--dropout=1.5", "--dropout: must be in [0, 1)"),
+        ("--cell_type=rnn", "--cell_type: invalid choice: 'rnn'"),
+        ("--batch_size=0", "--batch_size: must be a positive integer"),
+        ("--steps=ten", "--steps: must be an integer"),
+        ("--batch_norm=maybe", "--batch_norm: must be true or false"),
+        ("--gradient_clipping_norm=-1", "--gradient_clipping_norm: must be a number >= 0"),
+        ("--num_conv=16,32", "--num_conv has 2 items but --conv_len has 3"),
+        ("--warmup_steps=100000", "--warmup_steps (100000) must be less than --steps"),
+        ("--unknown_flag=1", "unrecognized arguments: --unknown_flag=1"),
+    ],
+)
+def test_bad_flag_is_one_line_and_exit_2(flag, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        config_lib.parse_flags(REQUIRED + [flag])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert error.startswith("python -m trainer: error: ") and message in error, error
+
+
+def test_model_dir_is_required_without_vertex(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        config_lib.parse_flags(REQUIRED[:3])
+    assert exit_info.value.code == 2
+    assert "--model_dir is required (or set AIP_MODEL_DIR)" in capsys.readouterr().err
+
+
+def test_vertex_output_directories(monkeypatch):
+    monkeypatch.setenv("AIP_MODEL_DIR", "gs://bucket/run/model")
+    monkeypatch.setenv("AIP_CHECKPOINT_DIR", "gs://bucket/run/checkpoints")
+    monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", "gs://bucket/run/logs")
+    config = config_lib.parse_flags(REQUIRED[:3])
+    assert config.model_dir == "gs://bucket/run/model"
+    assert config.checkpoint_dir == "gs://bucket/run/checkpoints"
+    assert config.log_dir == "gs://bucket/run/logs"
+
+
+def test_gcs_paths_go_through_the_mount_only_when_it_holds_the_bucket(tmp_path):
+    (tmp_path / "mounted-bucket").mkdir()
+    resolve = config_lib.resolve_path
+    assert resolve("gs://mounted-bucket/data/x-*", mount=str(tmp_path)) == (
+        f"{tmp_path}/mounted-bucket/data/x-*"
+    )
+    assert resolve("gs://other-bucket/x", mount=str(tmp_path)) == "gs://other-bucket/x"
+    assert resolve("/local/path", mount=str(tmp_path)) == "/local/path"
+
+
+def test_config_round_trips_through_json():
+    config = config_lib.parse_flags(REQUIRED + ["--preset=local"])
+    assert config_lib.Config.from_json(config.to_json()) == config
+
+
+def test_bad_flag_in_a_real_process_exits_2_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", *REQUIRED, "--cell_type=transformer"],
+        cwd=REPO,
+        env=trainer_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "python -m trainer: error: argument --cell_type: invalid choice: 'transformer'"
+    )

@@ -1,0 +1,113 @@
+"""The Keras model: exact size, padding invariance, masked batch norm, working dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer import config as config_lib
+from trainer import model as model_lib
+
+FLAGS = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+
+
+def tiny_config(*flags):
+    return config_lib.parse_flags(
+        FLAGS + ["--num_conv=4,8", "--conv_len=3,3", "--num_layers=2", "--num_nodes=5", *flags]
+    )
+
+
+def random_batch(lengths, time, seed=0):
+    """(batch, time, 3) ink, zero past each length, like the input pipeline's batches."""
+    rng = np.random.default_rng(seed)
+    ink = rng.normal(size=(len(lengths), time, 3)).astype(np.float32)
+    ink[:, :, 2] = rng.random((len(lengths), time)) < 0.2
+    for row, length in enumerate(lengths):
+        ink[row, length:] = 0
+    return {"ink": ink, "lengths": np.array(lengths, np.int32)}
+
+
+def test_parameter_count_lstm_with_batch_norm():
+    model = model_lib.build_model(tiny_config("--batch_norm"), num_classes=7)
+    conv = (3 * 3 * 4 + 4) + (3 * 4 * 8 + 8)  # kernel * in * out + bias
+    batch_norm = 4 * 3 + 4 * 4  # gamma, beta, moving mean and variance of the conv inputs
+    lstm = 2 * 4 * (5 * (8 + 5) + 5) + 2 * 4 * (5 * (10 + 5) + 5)  # 2 directions, 4 gates
+    dense = 10 * 7 + 7
+    assert conv + batch_norm + lstm + dense == 1449
+    assert model.count_params() == 1449
+
+
+def test_parameter_count_gru():
+    model = model_lib.build_model(tiny_config("--cell_type=gru"), num_classes=7)
+    conv = (3 * 3 * 4 + 4) + (3 * 4 * 8 + 8)
+    gru = 2 * (3 * 5 * (8 + 5) + 2 * 3 * 5) + 2 * (3 * 5 * (10 + 5) + 2 * 3 * 5)  # 2 biases
+    dense = 10 * 7 + 7
+    assert model.count_params() == conv + gru + dense == 1181
+
+
+def test_layers_are_named():
+    model = model_lib.build_model(tiny_config("--batch_norm"), num_classes=7)
+    names = {layer.name for layer in model.layers}
+    assert {"ink", "lengths", "conv_0", "conv_1", "conv_batch_norm_0", "rnn_0", "rnn_1"} <= names
+    assert {"conv_dropout_1", "rnn_dropout_1", "sum_over_time", "logits"} <= names
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_prediction_does_not_depend_on_padding(cell_type):
+    """The tutorial's conv stack leaked the padding into the sum; here it must not."""
+    model = model_lib.build_model(tiny_config("--batch_norm", f"--cell_type={cell_type}"), 7)
+    # Batch norm shifts zeros away from zero: give it non-trivial statistics first.
+    for layer in model.layers:
+        if layer.name.startswith("conv_batch_norm"):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.7, np.float32))
+            layer.beta.assign(np.full(layer.beta.shape, -0.4, np.float32))
+    alone = random_batch([9], time=9, seed=1)
+    padded = random_batch([30, 9, 2], time=57, seed=2)
+    padded["ink"][1, :9] = alone["ink"][0]
+    logits_alone = model(alone, training=False).numpy()[0]
+    logits_padded = model(padded, training=False).numpy()[1]
+    np.testing.assert_allclose(logits_padded, logits_alone, rtol=0, atol=1e-5)
+
+
+def test_batch_norm_statistics_ignore_padding():
+    model = model_lib.build_model(tiny_config("--batch_norm"), num_classes=7)
+    layer = model.get_layer("conv_batch_norm_0")
+    short = random_batch([6, 4, 5], time=6, seed=3)
+    long = {"ink": np.pad(short["ink"], [(0, 0), (0, 40), (0, 0)]), "lengths": short["lengths"]}
+    statistics = []
+    for batch in (short, long):
+        layer.moving_mean.assign(np.zeros(3, np.float32))
+        layer.moving_variance.assign(np.ones(3, np.float32))
+        model(batch, training=True)
+        statistics.append((layer.moving_mean.numpy(), layer.moving_variance.numpy()))
+    assert not np.allclose(statistics[0][0], 0)
+    np.testing.assert_allclose(statistics[1][0], statistics[0][0], atol=1e-6)
+    np.testing.assert_allclose(statistics[1][1], statistics[0][1], atol=1e-6)
+
+
+def test_dropout_between_recurrent_layers_drops_in_training_only():
+    model = model_lib.build_model(tiny_config("--dropout=0.5"), num_classes=7)
+    batch = random_batch([12, 7], time=12)
+    inference = [model(batch, training=False).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(inference[0], inference[1])
+    # Only the dropout between the recurrent layers is random once the convs are bypassed.
+    recurrent_input = model.get_layer("rnn_dropout_1")
+    features = np.ones((2, 12, 10), np.float32)
+    dropped = recurrent_input(features, training=True).numpy()
+    assert 0.3 < np.mean(dropped == 0) < 0.7
+    no_dropout = model_lib.build_model(tiny_config("--dropout=0"), num_classes=7)
+    assert not [layer for layer in no_dropout.layers if "dropout" in layer.name]
+
+
+def test_warmup_then_cosine_schedule():
+    config = tiny_config("--learning_rate=0.01", "--warmup_steps=10", "--steps=110")
+    config = config_lib.Config(**{**config.__dict__, "lr_schedule": "cosine"})
+    schedule = model_lib.make_optimizer(config).learning_rate  # value at step 0
+    rates = model_lib.WarmupSchedule(0.01, 10, 110, "cosine")
+    assert float(schedule) == pytest.approx(0.001)
+    assert float(rates(4)) == pytest.approx(0.005)
+    assert float(rates(9)) == pytest.approx(0.01)
+    assert float(rates(60)) == pytest.approx(0.005, rel=1e-5)
+    assert float(rates(110)) == pytest.approx(0.0, abs=1e-9)
+    constant = model_lib.WarmupSchedule(0.01, 0, 110, "constant")
+    assert float(constant(0)) == float(constant(100)) == pytest.approx(0.01)

@@ -1,0 +1,206 @@
+"""`python -m trainer.predict`: classify Quick, Draw! drawings with an exported model.
+
+    python -m trainer.predict --model_dir model [--top_k 3] drawings.ndjson [gs://...]
+
+Reads simplified-format ndjson (one drawing per line; local paths or gs://) and prints one
+JSON line per drawing, in input order:
+
+    {"key_id": "...", "word": "cat", "top_k": [{"label": "cat", "probability": 0.91}, ...]}
+
+`word` appears when the line has one. When any drawing has a word, a last line sums up how
+often the model agreed with it: `{"summary": {"drawings": N, "top1": ..., "top3": ...}}`.
+Lines that are not valid drawings are reported on stderr with their reason (the pipeline's
+own checks, `pipeline.drawings`) and skipped. Only `model_dir/export/` is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+
+# TensorFlow's C++ start-up chatter would mix with the warnings about bad lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+from pipeline import drawings as drawings_lib  # noqa: E402
+from pipeline import ink as ink_math  # noqa: E402
+
+LINES_PER_CHUNK = 512
+MAX_POINTS = 100000  # longer drawings are reported as bad lines (the pipeline's check)
+# Lines without a word (a drawing to classify, not a labelled one) get this one, which no
+# category has, to pass the pipeline's checks; the output leaves it out.
+_NO_WORD = "\x00"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m trainer.predict",
+        description="Classify ndjson drawings with model_dir/export/.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--model_dir", required=True, help="holds export/ (or is it)")
+    parser.add_argument("--top_k", type=_positive_int, default=3, help="classes per drawing")
+    parser.add_argument(
+        "--batch_size", type=_positive_int, default=64, help="drawings per model call"
+    )
+    parser.add_argument("files", nargs="+", help="simplified-format ndjson, local or gs://")
+    return parser
+
+
+class Classifier:
+    """The exported serving signature, with its class names."""
+
+    def __init__(self, export_dir: str):
+        import tensorflow as tf
+
+        from trainer import export
+
+        loaded = tf.saved_model.load(export_dir)
+        self._loaded = loaded  # keeps the signature's variables alive
+        self._serve = loaded.signatures[export.SIGNATURE]
+        self.classes = [name.decode() for name in loaded.class_names.numpy()]
+
+    def probabilities(self, points: list[np.ndarray], batch_size: int) -> np.ndarray:
+        """(drawings, classes) probabilities of drawings given as absolute (n, 3) points."""
+        from trainer import export
+
+        result = np.zeros((len(points), len(self.classes)), np.float32)
+        # Drawings of similar length together: less padding, same predictions.
+        order = np.argsort([len(p) for p in points], kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch, lengths = export.pad_points([points[row] for row in rows])
+            result[rows] = self._serve(points=batch, lengths=lengths)["probabilities"].numpy()
+        return result
+
+
+def _numbered_chunks(file, size: int):
+    """Chunks of (line number, line) from a binary file, lazily."""
+    numbered = enumerate(file, 1)
+    while chunk := list(itertools.islice(numbered, size)):
+        yield chunk
+
+
+def _with_placeholder_word(line: bytes) -> tuple[bytes, dict | None]:
+    """The line, with a placeholder word if it is an object without one, and its record."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return line, None  # the pipeline's checks name the reason
+    if isinstance(record, dict) and "word" not in record:
+        record["word"] = _NO_WORD
+        return orjson.dumps(record), record
+    return line, record if isinstance(record, dict) else None
+
+
+class Summary:
+    def __init__(self):
+        self.drawings = self.top1 = self.top3 = 0
+
+    def add(self, word: str, ranked: list[str]) -> None:
+        self.drawings += 1
+        self.top1 += ranked[:1] == [word]
+        self.top3 += word in ranked[:3]
+
+    def as_dict(self) -> dict:
+        return {
+            "drawings": self.drawings,
+            "top1": self.top1 / self.drawings,
+            "top3": self.top3 / self.drawings,
+        }
+
+
+def classify_file(path, classifier, top_k, batch_size, summary, out) -> int:
+    """Writes one JSON line per good drawing of `path` to `out`; returns the bad lines."""
+    import tensorflow as tf
+
+    from trainer.config import resolve_path
+
+    bad_count = 0
+    with tf.io.gfile.GFile(resolve_path(path), "rb") as file:
+        for chunk in _numbered_chunks(file, LINES_PER_CHUNK):
+            records = {}
+            lines = []
+            for number, line in chunk:
+                line, record = _with_placeholder_word(line)
+                records[number] = record
+                lines.append((number, line))
+            batch, bad = drawings_lib.convert_lines(lines, MAX_POINTS)
+            for bad_line in bad:
+                reason = drawings_lib.REASONS[bad_line.reason]
+                logging.warning(
+                    "%s:%d: %s (%s)", path, bad_line.line_number, bad_line.reason, reason
+                )
+            bad_count += len(bad)
+            points = [
+                ink_math.points_from_strokes(records[int(number)]["drawing"])
+                for number in batch.line_numbers
+            ]
+            probabilities = classifier.probabilities(points, batch_size)
+            for index, word in enumerate(batch.words):
+                ranked = np.argsort(-probabilities[index], kind="stable")
+                labels = [classifier.classes[i] for i in ranked]
+                line = {"key_id": batch.key_ids[index]}
+                if word != _NO_WORD:
+                    line["word"] = word
+                    summary.add(word, labels)
+                line["top_k"] = [
+                    {"label": labels[k], "probability": round(float(probabilities[index, i]), 6)}
+                    for k, i in enumerate(ranked[:top_k])
+                ]
+                out.write(orjson.dumps(line).decode() + "\n")
+    return bad_count
+
+
+def main(argv=None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    import tensorflow as tf
+
+    from trainer import export
+    from trainer.config import resolve_path
+
+    export_dir = export.export_dir_of(resolve_path(args.model_dir))
+    if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
+        parser.error(f"no exported model in {export_dir}")
+    for path in args.files:
+        if not tf.io.gfile.exists(resolve_path(path)):
+            parser.error(f"no such file: {path}")
+    classifier = Classifier(export_dir)
+    if args.top_k > len(classifier.classes):
+        parser.error(f"--top_k {args.top_k} exceeds the model's {len(classifier.classes)} classes")
+
+    summary = Summary()
+    bad = 0
+    for path in args.files:
+        bad += classify_file(path, classifier, args.top_k, args.batch_size, summary, sys.stdout)
+    if summary.drawings:
+        sys.stdout.write(orjson.dumps({"summary": summary.as_dict()}).decode() + "\n")
+    if bad:
+        logging.warning("%d bad line(s) skipped", bad)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
