@@ -9,6 +9,7 @@ check comes back as a `BadLine` with one of `REASONS`; it never raises.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -195,8 +196,8 @@ def convert_lines(
         except _Reject as reject:
             bad.append(BadLine(line_number, reject.reason, line))
 
-    xs = [v for item in kept for v in item[4]]
-    ys = [v for item in kept for v in item[5]]
+    xs = list(itertools.chain.from_iterable(item[4] for item in kept))
+    ys = list(itertools.chain.from_iterable(item[5] for item in kept))
     x_array, y_array = _fast_coordinates(xs), _fast_coordinates(ys)
     if x_array is None or y_array is None:
         # Some drawing has a bad coordinate: find it, then take the fast path again.
@@ -210,8 +211,8 @@ def convert_lines(
                 bad.append(BadLine(item[0], reject.reason, item[7]))
         kept = survivors
         bad.sort(key=lambda b: b.line_number)
-        xs = [v for item in kept for v in item[4]]
-        ys = [v for item in kept for v in item[5]]
+        xs = list(itertools.chain.from_iterable(item[4] for item in kept))
+        ys = list(itertools.chain.from_iterable(item[5] for item in kept))
         with np.errstate(over="ignore"):  # every survivor is finite in float32
             x_array = np.array(xs, dtype=np.float64).astype(np.float32)
             y_array = np.array(ys, dtype=np.float64).astype(np.float32)
@@ -220,7 +221,7 @@ def convert_lines(
     if len(xs):
         points[:, ink_math.X] = x_array
         points[:, ink_math.Y] = y_array
-        stroke_ends = np.cumsum([n for item in kept for n in item[6]]) - 1
+        stroke_ends = np.cumsum(list(itertools.chain.from_iterable(item[6] for item in kept))) - 1
         points[stroke_ends, ink_math.END_OF_STROKE] = 1
     counts = np.array([len(item[4]) for item in kept], dtype=np.int64)
     batch = DrawingBatch(

@@ -64,6 +64,9 @@ def _runner_and_options(beam_args: list[str]):
         if not setup.setup_file and default_setup.exists():
             # Workers install this package (and its base requirements) from setup.py.
             setup.setup_file = str(default_setup)
+        if setup.save_main_session is None:
+            # Workers import the package installed from --setup_file; nothing to pickle.
+            setup.save_main_session = False
         if not options.view_as(GoogleCloudOptions).project:
             raise UsageError(
                 "--runner=DataflowRunner needs --project (and --region, --temp_location gs://...)"

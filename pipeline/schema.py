@@ -89,11 +89,25 @@ def _class_index_entry(class_index: int) -> bytes:
     return _entry_with_payload(CLASS_INDEX, _INT64_LIST, _varint(class_index))
 
 
+@functools.lru_cache(maxsize=65536)
+def _header_of_entry(name: str, feature_field: int, payload_length: int) -> bytes:
+    """The bytes of a map entry that come before a payload of this length."""
+    return _entry_with_payload(name, feature_field, bytes(payload_length))[
+        : -payload_length or None
+    ]
+
+
+@functools.lru_cache(maxsize=65536)
+def _shape_entry(rows: int) -> bytes:
+    return _entry_with_payload(SHAPE, _INT64_LIST, _varint(rows) + _varint(INK_COLUMNS))
+
+
 def encode_drawing_features(ink: np.ndarray, key_id: bytes) -> bytes:
     """Every feature of a drawing's Example but `class_index`, serialized.
 
     The pipeline encodes this before it knows the final class list, then completes the
-    record with `with_class_index`.
+    record with `with_class_index`. Headers depend only on lengths and are cached: this
+    runs once per drawing.
 
     Args:
       ink: (n, 3) float32, from `pipeline.ink`.
@@ -102,13 +116,16 @@ def encode_drawing_features(ink: np.ndarray, key_id: bytes) -> bytes:
     if ink.ndim != 2 or ink.shape[1] != INK_COLUMNS:
         raise ValueError(f"ink must have shape (n, {INK_COLUMNS}), got {ink.shape}")
     raw = np.ascontiguousarray(ink, dtype="<f4").tobytes()
-    shape = _varint(len(ink)) + _varint(INK_COLUMNS)
     # Map entries in sorted key order (class_index comes first), so equal inputs give
     # equal bytes, the same bytes as TensorFlow's deterministic serialization.
-    return (
-        _entry_with_payload(INK, _FLOAT_LIST, raw)
-        + _entry_with_payload(KEY_ID, _BYTES_LIST, key_id)
-        + _entry_with_payload(SHAPE, _INT64_LIST, shape)
+    return b"".join(
+        (
+            _header_of_entry(INK, _FLOAT_LIST, len(raw)),
+            raw,
+            _header_of_entry(KEY_ID, _BYTES_LIST, len(key_id)),
+            key_id,
+            _shape_entry(len(ink)),
+        )
     )
 
 
