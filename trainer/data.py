@@ -58,7 +58,6 @@ def _records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dat
         dataset = dataset.shard(num_shards, shard_index)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.repeat()
     dataset = dataset.interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(len(files), MAX_PARALLEL_SHARDS),
@@ -68,7 +67,9 @@ def _records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dat
     if num_shards > 1 and not shard_files:
         dataset = dataset.shard(num_shards, shard_index)
     if training:
+        # Shuffle, then repeat: every epoch passes every record once.
         dataset = dataset.shuffle(SHUFFLE_RECORDS, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.repeat()
     return dataset
 
 

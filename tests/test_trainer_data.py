@@ -1,0 +1,111 @@
+"""The tf.data input on pipeline-format TFRecords of real drawings."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer_fixtures import CATEGORIES, write_tfrecords
+
+from pipeline import schema
+from trainer import data
+
+TRAIN, EVAL = 24, 8
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    return write_tfrecords(tmp_path_factory.mktemp("records"), train=TRAIN, eval_=EVAL)
+
+
+def drawings_of(batches):
+    """(class_index, length, rounded ink sum) of every drawing, and the batch shapes."""
+    seen, shapes = [], []
+    for features, labels in batches:
+        ink, lengths = features["ink"].numpy(), features["lengths"].numpy()
+        shapes.append(ink.shape)
+        for row, (length, label) in enumerate(zip(lengths, labels.numpy())):
+            assert not ink[row, length:].any(), "ink must be zero past the drawing's length"
+            seen.append((int(label), int(length), round(float(ink[row, :length].sum()), 4)))
+    return seen, shapes
+
+
+def test_eval_reads_every_drawing_once(records):
+    seen, shapes = drawings_of(data.dataset(f"{records}/eval.tfrecord-*", 5, training=False))
+    assert len(seen) == len(set(seen)) == EVAL * len(CATEGORIES)
+    assert collections.Counter(label for label, _, _ in seen) == {
+        index: EVAL for index in range(len(CATEGORIES))
+    }
+    assert all(shape[0] <= 5 and shape[2] == 3 for shape in shapes)
+
+
+def test_shards_split_the_eval_set_between_workers(records):
+    pattern = f"{records}/eval.tfrecord-*"
+    whole, _ = drawings_of(data.dataset(pattern, 4, training=False))
+    parts = [
+        drawings_of(data.dataset(pattern, 4, training=False, num_shards=3, shard_index=i))[0]
+        for i in range(3)  # more workers than the 2 files: records are split instead
+    ]
+    assert all(parts)
+    assert sorted(sum(parts, [])) == sorted(whole)
+
+
+def test_training_batches_are_full_bucketed_and_seeded(records):
+    pattern = f"{records}/training.tfrecord-*"
+    batches = data.dataset(pattern, 8, training=True, seed=3)
+    seen, shapes = drawings_of(batches.take(60))
+    assert all(shape[0] == 8 for shape in shapes)
+    # 480 drawings: 3.3 epochs of 144, shuffled within each epoch. A drawing of a rare length
+    # waits in its bucket until the bucket fills, so a few have not come out yet.
+    times_seen = collections.Counter(seen)
+    assert len(times_seen) >= 0.9 * TRAIN * len(CATEGORIES)
+    assert max(times_seen.values()) <= 4
+    assert data.padding_fraction(batches, 60) < 0.10
+    assert data.padding_fraction(data.plain_dataset(pattern, 8, seed=3), 60) > 0.25
+    again, _ = drawings_of(data.dataset(pattern, 8, training=True, seed=3).take(60))
+    other, _ = drawings_of(data.dataset(pattern, 8, training=True, seed=4).take(60))
+    assert again == seen and other != seen
+
+
+def test_reads_the_tutorials_own_records(tmp_path):
+    """The tutorial's script wrote only ink, shape and class_index (no key_id)."""
+    inks = [np.arange(12, dtype=np.float32).reshape(4, 3), np.ones((2, 3), np.float32)]
+    with tf.io.TFRecordWriter(str(tmp_path / "training.tfrecord-00000-of-00001")) as writer:
+        for class_index, ink in enumerate(inks):
+            features = {
+                schema.INK: tf.train.Feature(float_list=tf.train.FloatList(value=ink.ravel())),
+                schema.SHAPE: tf.train.Feature(int64_list=tf.train.Int64List(value=ink.shape)),
+                schema.CLASS_INDEX: tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[class_index])
+                ),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=features))
+            writer.write(example.SerializeToString())
+    read = {}
+    for features, labels in data.dataset(f"{tmp_path}/training.tfrecord-*", 2, training=False):
+        for row, label in enumerate(labels.numpy()):
+            length = int(features["lengths"][row])
+            read[int(label)] = features["ink"].numpy()[row, :length]
+    assert sorted(read) == [0, 1]
+    np.testing.assert_array_equal(read[0], inks[0])
+    np.testing.assert_array_equal(read[1], inks[1])
+
+
+def test_augment_hook_gets_a_distinct_seed_per_batch(records):
+    def mark_seed(ink, lengths, seed):
+        mask = tf.sequence_mask(lengths, tf.shape(ink)[1], tf.float32)[..., None]
+        return ink * 0 + tf.cast(seed[1], tf.float32) * mask
+
+    batches = data.dataset(f"{records}/training.tfrecord-*", 4, training=True, augment_fn=mark_seed)
+    marks = [int(features["ink"][0, 0, 0]) for features, _ in batches.take(5)]
+    assert marks == [0, 1, 2, 3, 4]
+
+
+def test_no_files_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no files match"):
+        data.dataset(f"{tmp_path}/nothing-*", 8, training=True)
+    (tmp_path / "classes").write_text("a\nb\na\n")
+    with pytest.raises(ValueError, match="lists a class twice"):
+        data.read_classes(str(tmp_path / "classes"))

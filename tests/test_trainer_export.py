@@ -1,0 +1,128 @@
+"""Serving: the in-graph ink math equals the pipeline's; the SavedModel classifies raw points."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer_fixtures import SHARED_QUICKDRAW, require_shared_quickdraw
+
+from pipeline import ink as ink_math
+from trainer import config as config_lib
+from trainer import export, preprocess
+from trainer import model as model_lib
+
+CLASSES = ["circle", "hat", "sock"]
+
+
+def real_strokes(limit_per_file=4):
+    """Strokes of real drawings: the 50 fixtures and a few of each category with 150."""
+    require_shared_quickdraw()
+    paths = [SHARED_QUICKDRAW / "fixtures" / "simplified_10cats_x5.ndjson"]
+    paths += sorted((SHARED_QUICKDRAW / "simplified").glob("*.ndjson"))[:60]
+    strokes = []
+    for path in paths:
+        with open(path) as file:
+            for number, line in enumerate(file):
+                if path.parent.name == "simplified" and number >= limit_per_file:
+                    break
+                strokes.append(json.loads(line)["drawing"])
+    return strokes
+
+
+def padded(points_list, fill=0.0):
+    batch, lengths = export.pad_points(points_list)
+    for row, length in enumerate(lengths):
+        batch[row, length:] = fill  # the signature must ignore whatever pads the batch
+    return batch, lengths
+
+
+def test_in_graph_preprocessing_equals_the_pipeline_on_real_drawings():
+    strokes = real_strokes()
+    assert len(strokes) > 250
+    points = [ink_math.points_from_strokes(drawing) for drawing in strokes]
+    batch, lengths = padded(points, fill=1e6)
+    ink, ink_lengths = preprocess.ink_from_points(batch, lengths)
+    ink, ink_lengths = ink.numpy(), ink_lengths.numpy()
+    worst = 0.0
+    for row, drawing in enumerate(strokes):
+        expected = ink_math.ink_from_strokes(drawing)
+        assert ink_lengths[row] == len(expected)
+        worst = max(worst, float(np.abs(ink[row, : len(expected)] - expected).max()))
+        assert not ink[row, len(expected) :].any()
+    assert worst < 1e-6
+
+
+@pytest.mark.parametrize(
+    "drawing",
+    [
+        [[[0, 10, 20], [5, 5, 5]]],  # a horizontal line: y has no range
+        [[[3, 3], [7, 7]]],  # two equal points: neither axis has a range
+        [[[0, 255], [0, 255]], [[10], [200]]],  # a one-point stroke
+    ],
+)
+def test_in_graph_preprocessing_on_hand_written_edge_cases(drawing):
+    points = ink_math.points_from_strokes(drawing)
+    batch, lengths = padded([points, np.zeros((9, 3), np.float32)], fill=-5.0)
+    ink, ink_lengths = preprocess.ink_from_points(batch, lengths)
+    expected = ink_math.ink_from_strokes(drawing)
+    assert int(ink_lengths[0]) == len(expected)
+    np.testing.assert_array_equal(ink.numpy()[0, : len(expected)], expected)
+
+
+def test_a_drawing_with_no_points_gives_zero_ink_not_nan():
+    batch, lengths = padded([np.zeros((0, 3), np.float32), np.ones((3, 3), np.float32)])
+    ink, ink_lengths = preprocess.ink_from_points(batch, lengths)
+    assert ink_lengths.numpy().tolist() == [0, 2]
+    assert np.isfinite(ink.numpy()).all()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    config = config_lib.parse_flags(
+        ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+        + ["--num_conv=6,6", "--conv_len=5,3", "--num_layers=2", "--num_nodes=8"]
+    )
+    model = model_lib.build_model(config, len(CLASSES))
+    directory = tmp_path_factory.mktemp("model") / "export"
+    export.export_model(model.get_weights(), config, CLASSES, str(directory))
+    return model, config, directory
+
+
+def test_export_directory_is_complete(exported):
+    _, config, directory = exported
+    assert (directory / "saved_model.pb").is_file()
+    assert (directory / export.CLASSES_FILE).read_text().split() == CLASSES
+    assert config_lib.Config.from_json((directory / export.CONFIG_FILE).read_text()) == config
+    assert export.export_dir_of(str(directory.parent)) == str(directory)
+    assert export.export_dir_of(str(directory)) == str(directory)
+
+
+def test_serving_signature_equals_the_model_on_the_pipelines_ink(exported):
+    model, _, directory = exported
+    strokes = real_strokes(limit_per_file=1)[:40]
+    serve = tf.saved_model.load(str(directory)).signatures[export.SIGNATURE]
+    batch, lengths = padded([ink_math.points_from_strokes(s) for s in strokes], fill=3.0)
+    served = serve(points=tf.constant(batch), lengths=tf.constant(lengths))
+
+    inks = [ink_math.ink_from_strokes(drawing) for drawing in strokes]
+    ink_batch, ink_lengths = export.pad_points(inks)
+    logits = model({"ink": ink_batch, "lengths": ink_lengths}, training=False)
+    expected = tf.nn.softmax(logits).numpy()
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+
+    top = served["top_k_classes"].numpy()
+    assert top.shape == (len(strokes), len(CLASSES))  # top_k is capped at the class count
+    best = [CLASSES[i] for i in expected.argmax(axis=1)]
+    assert [names[0].decode() for names in top] == best
+    assert np.all(np.diff(served["top_k_probabilities"].numpy(), axis=1) <= 0)
+
+
+def test_serving_latency_is_measured_on_one_drawing(exported):
+    _, _, directory = exported
+    points = ink_math.points_from_strokes(real_strokes(limit_per_file=1)[0])
+    latency = export.serving_latency(str(directory), points, calls=5, warmup_calls=2)
+    assert latency["points"] == len(points)
+    assert 0 < latency["median_ms"] <= latency["p90_ms"]
