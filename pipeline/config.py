@@ -116,13 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
         "sorted by name, lines in order) train, the next --eval_per_class evaluate, the rest "
         "are not read; hash: every drawing, eval chosen by a stable hash of key_id",
     )
-    parser.add_argument("--train_per_class", type=_integer, default=10_000)
-    parser.add_argument("--eval_per_class", type=_integer, default=1_000)
     parser.add_argument(
-        "--eval_fraction", type=_fraction, default=0.1, help="eval share with --split=hash"
+        "--train_per_class",
+        type=_integer,
+        default=10_000,
+        help="with --split=first: training drawings per category (%(default)s)",
     )
-    parser.add_argument("--num_shards", type=_integer, default=10, help="shards per split")
-    parser.add_argument("--seed", type=_integer, default=0, help="seed of the shuffle")
+    parser.add_argument(
+        "--eval_per_class",
+        type=_integer,
+        default=1_000,
+        help="with --split=first: eval drawings per category (%(default)s)",
+    )
+    parser.add_argument(
+        "--eval_fraction",
+        type=_fraction,
+        default=0.1,
+        help="with --split=hash: the eval share (%(default)s)",
+    )
+    parser.add_argument(
+        "--num_shards", type=_integer, default=10, help="shards per split (%(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=_integer, default=0, help="seed of the shuffle (%(default)s)"
+    )
     parser.add_argument(
         "--recognized_only",
         action="store_true",
