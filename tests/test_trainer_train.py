@@ -1,0 +1,133 @@
+"""One tiny training run on real drawings: metrics, checkpoints, Vertex outputs, and an
+export that works alone."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from trainer_fixtures import CATEGORIES, SIMPLIFIED, TINY_FLAGS, data_flags, write_tfrecords
+
+from pipeline import ink as ink_math
+from trainer import config as config_lib
+from trainer import train
+
+EVAL = 8
+STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Trains once for the module; returns (config, metrics returned, hypertune file)."""
+    records = write_tfrecords(tmp_path_factory.mktemp("records"), train=24, eval_=EVAL)
+    model_dir = tmp_path_factory.mktemp("model")
+    hypertune = tmp_path_factory.mktemp("hypertune") / "output.metrics"
+    flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={STEPS}"]
+    flags += ["--eval_every=30", "--checkpoint_every=30", "--log_every=10"]
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
+            patch.delenv(name, raising=False)
+        patch.setenv("CLOUD_ML_HP_METRIC_FILE", str(hypertune))
+        patch.setenv("CLOUD_ML_TRIAL_ID", "7")
+        config = config_lib.parse_flags(flags)
+        result = train.train_and_evaluate(config)
+    return config, result, hypertune
+
+
+def test_metrics_cover_the_whole_eval_set(run):
+    config, result, _ = run
+    metrics = json.loads((Path(config.model_dir) / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result))
+    assert metrics["step"] == STEPS
+    assert metrics["examples"] == EVAL * len(CATEGORIES)
+    confusion = np.array(metrics["confusion_matrix"]["counts"])
+    assert confusion.shape == (len(CATEGORIES), len(CATEGORIES))
+    assert confusion.sum(axis=1).tolist() == [EVAL] * len(CATEGORIES)
+    assert metrics["confusion_matrix"]["labels"] == sorted(CATEGORIES)
+    assert metrics["top1_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert metrics["top1_accuracy"] <= metrics["top3_accuracy"] <= 1
+    per_class = metrics["per_class_accuracy"]
+    assert list(per_class) == sorted(CATEGORIES)
+    assert [per_class[name] for name in sorted(CATEGORIES)] == pytest.approx(
+        (np.diag(confusion) / EVAL).tolist()
+    )
+    # 60 steps of 8 drawings: well short of learning the task, but past guessing.
+    assert metrics["loss"] < math.log(len(CATEGORIES))
+
+
+def test_outputs_follow_the_vertex_layout(run):
+    config, _, _ = run
+    model_dir = Path(config.model_dir)
+    checkpoints = sorted(path.name for path in (model_dir / "checkpoints").glob("*.index"))
+    assert checkpoints == ["ckpt-30.index", "ckpt-60.index"]
+    assert list((model_dir / "logs").glob("events.out.tfevents.*"))
+    assert config_lib.Config.from_json((model_dir / "config.json").read_text()) == config
+
+
+def test_reports_top1_for_hyperparameter_tuning(run):
+    _, result, hypertune = run
+    (line,) = hypertune.read_text().splitlines()
+    report = json.loads(line)
+    assert set(report) == {"timestamp", "trial", "top1_accuracy", "global_step"}
+    assert report["trial"] == "7" and report["global_step"] == str(STEPS)
+    assert float(report["top1_accuracy"]) == pytest.approx(result["top1_accuracy"])
+
+
+HERMETIC_CLIENT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+drawings = json.loads(sys.stdin.read())
+loaded = tf.saved_model.load(sys.argv[1])
+lengths = np.array([len(points) for points in drawings], np.int32)
+batch = np.zeros((len(drawings), lengths.max(), 3), np.float32)
+for row, points in enumerate(drawings):
+    batch[row, : len(points)] = points
+out = loaded.signatures["serving_default"](points=tf.constant(batch), lengths=tf.constant(lengths))
+print(json.dumps({
+    "classes": [[c.decode() for c in row] for row in out["top_k_classes"].numpy()],
+    "probabilities": out["probabilities"].numpy().tolist(),
+    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("trainer", "pipeline")),
+}))
+"""
+
+
+def test_export_alone_classifies_in_a_process_without_the_project(run, tmp_path):
+    config, _, _ = run
+    copy = tmp_path / "model"
+    shutil.copytree(config.model_dir, copy)
+    for path in copy.iterdir():
+        if path.name != "export":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert [path.name for path in copy.iterdir()] == ["export"]
+
+    points = []  # absolute points of 5 eval drawings per category, as a user draws them
+    for category in sorted(CATEGORIES):
+        with open(SIMPLIFIED / f"{category}.ndjson") as file:
+            lines = file.readlines()[25:30]
+        points += [
+            ink_math.points_from_strokes(json.loads(line)["drawing"]).tolist() for line in lines
+        ]
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", HERMETIC_CLIENT, str(copy / "export")],
+        input=json.dumps(points),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.splitlines()[-1])
+    assert served["project_modules"] == []
+    probabilities = np.array(served["probabilities"])
+    assert probabilities.shape == (len(points), len(CATEGORIES))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert [row[0] for row in served["classes"]] == [
+        sorted(CATEGORIES)[i] for i in probabilities.argmax(axis=1)
+    ]
