@@ -6,7 +6,8 @@ Three things differ from the tutorial's graph, each on purpose:
   bias (and batch norm's shift) makes padded steps non-zero, and the next convolution
   would carry them into the drawing's last real steps: the tutorial's prediction of a
   drawing depended on how long the other drawings of its batch were.
-* Batch norm, when on, computes its statistics over the real steps only (masked).
+* Batch norm, when on, computes its statistics over the real steps only (masked), summed
+  over all replicas.
 * Dropout between the recurrent layers is a layer of its own that really drops; the
   tutorial's cuDNN layers were one layer each, so their inter-layer dropout did nothing.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from pipeline import schema
@@ -70,6 +72,62 @@ class MaskedSum(keras.layers.Layer):
         return keras.KerasTensor((inputs.shape[0], inputs.shape[2]), dtype=inputs.dtype)
 
 
+@keras.saving.register_keras_serializable(package="trainer")
+class MaskedBatchNormalization(keras.layers.Layer):
+    """Batch norm of (batch, time, channels) with statistics over the real steps only, of
+    the whole global batch.
+
+    Keras's own layer takes a mask, but then computes its statistics per replica (its
+    `synchronized` option does not apply with a mask): under several replicas each would
+    normalize differently and keep moving statistics of its own. Here the sums are added
+    across replicas first, so all replicas compute and keep the same statistics.
+    Momentum and epsilon are `tf.layers.batch_normalization`'s, as in the tutorial.
+    """
+
+    def __init__(self, momentum=0.99, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        channels = (input_shape[-1],)
+        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+        self.moving_mean = self.add_weight(
+            shape=channels, initializer="zeros", trainable=False, name="moving_mean"
+        )
+        self.moving_variance = self.add_weight(
+            shape=channels, initializer="ones", trainable=False, name="moving_variance"
+        )
+
+    def call(self, inputs, mask, training=False):
+        if training:
+            weights = ops.cast(ops.expand_dims(mask, -1), inputs.dtype)  # (batch, time, 1)
+            count, total = _sum_over_replicas([ops.sum(weights), ops.sum(inputs * weights, (0, 1))])
+            mean = total / ops.maximum(count, 1.0)  # (channels,)
+            (squares,) = _sum_over_replicas([ops.sum(ops.square(inputs - mean) * weights, (0, 1))])
+            variance = squares / ops.maximum(count, 1.0)
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1 - self.momentum)
+            )
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        return (inputs - mean) * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+def _sum_over_replicas(tensors):
+    """The tensors summed over all replicas in a replica context, else as they are."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tensors
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, tensors)
+
+
 def build_model(config: Config, num_classes: int) -> keras.Model:
     """The classifier: {"ink": (batch, time, 3), "lengths": (batch,)} -> (batch, classes) logits."""
     if num_classes < 1:
@@ -81,9 +139,7 @@ def build_model(config: Config, num_classes: int) -> keras.Model:
     steps = ink
     for index, (filters, width) in enumerate(zip(config.num_conv, config.conv_len)):
         if config.batch_norm:
-            steps = keras.layers.BatchNormalization(name=f"conv_batch_norm_{index}")(
-                steps, mask=mask
-            )
+            steps = MaskedBatchNormalization(name=f"conv_batch_norm_{index}")(steps, mask)
         if index > 0 and config.dropout:
             steps = keras.layers.Dropout(config.dropout, name=f"conv_dropout_{index}")(steps)
         steps = ZeroPadding(name=f"conv_zero_padding_{index}")(steps, mask)

@@ -1,0 +1,111 @@
+"""Real processes: a run killed with SIGKILL resumes from its checkpoint; two workers on
+127.0.0.1 train in lockstep under MultiWorkerMirroredStrategy."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from trainer_fixtures import TINY_FLAGS, data_flags, free_ports, start_trainer, write_tfrecords
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    return write_tfrecords(tmp_path_factory.mktemp("records"), train=16, eval_=4)
+
+
+def wait(process, log: Path, timeout: float) -> str:
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return log.read_text()
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(records, tmp_path):
+    model_dir = tmp_path / "model"
+    steps = 150
+    flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={steps}"]
+    flags += ["--checkpoint_every=10", "--eval_every=0", "--log_every=10"]
+
+    first = start_trainer(flags, tmp_path / "first.log")
+    state = model_dir / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + 240
+    while not state.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, (
+        "the first run ended before it could be killed:\n"
+        + ((tmp_path / "first.log").read_text()[-3000:])
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+    assert not (model_dir / "metrics.json").exists()
+    last = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', state.read_text())
+    killed_at = int(last.group(1))
+    assert 0 < killed_at < steps
+
+    second = start_trainer(flags, tmp_path / "second.log")
+    log = wait(second, tmp_path / "second.log", timeout=400)
+    assert second.returncode == 0, log[-3000:]
+    assert f"resuming from step {killed_at} " in log
+    assert f"training from step {killed_at} to {steps}" in log
+    assert json.loads((model_dir / "metrics.json").read_text())["step"] == steps
+    assert (model_dir / "export" / "saved_model.pb").is_file()
+
+    # Once finished, the same command again only evaluates and exports.
+    third = start_trainer(flags, tmp_path / "third.log")
+    log = wait(third, tmp_path / "third.log", timeout=400)
+    assert third.returncode == 0, log[-3000:]
+    assert f"resuming from step {steps} " in log and "training from step" not in log
+
+
+def test_two_workers_end_with_the_same_weights_and_only_the_chief_exports(records, tmp_path):
+    model_dir = tmp_path / "model"
+    flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--steps=6"]
+    flags += ["--checkpoint_every=3", "--eval_every=0", "--log_every=3", "--batch_norm"]
+    chief_port, worker_port = free_ports(2)
+    cluster = {"chief": [f"127.0.0.1:{chief_port}"], "worker": [f"127.0.0.1:{worker_port}"]}
+    processes = {}
+    for task_type in ("chief", "worker"):
+        tf_config = {"cluster": cluster, "task": {"type": task_type, "index": 0}}
+        processes[task_type] = start_trainer(
+            flags, tmp_path / f"{task_type}.log", TF_CONFIG=json.dumps(tf_config)
+        )
+    logs = {
+        name: wait(process, tmp_path / f"{name}.log", 400) for name, process in processes.items()
+    }
+    for name, process in processes.items():
+        assert process.returncode == 0, f"{name}:\n{logs[name][-3000:]}"
+
+    assert "2 worker(s), 2 replica(s); chief" in logs["chief"]
+    assert "2 worker(s), 2 replica(s); worker 1" in logs["worker"]
+    checksums = {name: re.findall(r"weights checksum (\w+)", log) for name, log in logs.items()}
+    assert len(checksums["chief"]) == 1 and checksums["chief"] == checksums["worker"]
+    # Both evaluated half of the eval set each and summed: the same figures.
+    evals = {name: re.findall(r"eval at step 6: .*\)", log) for name, log in logs.items()}
+    assert evals["chief"] and [e.split(" (")[0] for e in evals["chief"]] == [
+        e.split(" (")[0] for e in evals["worker"]
+    ]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["step"] == 6 and metrics["examples"] == 4 * 6
+
+    assert "exported the serving model" in logs["chief"]
+    assert "exported the serving model" not in logs["worker"]
+    assert (model_dir / "export" / "saved_model.pb").is_file()
+    # The worker's checkpoints went to a temporary directory, removed at the end.
+    worker_saves = re.findall(r"saved checkpoint (\S+)", logs["worker"])
+    assert worker_saves and all(str(model_dir) not in path for path in worker_saves)
+    assert not any(Path(path).parent.exists() for path in worker_saves)
+    assert sorted(p.name for p in (model_dir / "checkpoints").glob("*.index")) == [
+        "ckpt-3.index",
+        "ckpt-6.index",
+    ]
