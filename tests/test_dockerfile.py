@@ -334,20 +334,22 @@ def records(tmp_path_factory) -> Path:
 
 
 def trial_flags() -> list[str]:
-    """One trial's values of the tuned flags, as Vertex AI appends them: `--name=value`, the
-    values of a discrete parameter as floats ("64.0"). The smallest of each, to keep it tiny."""
+    """One trial's values of the tuned flags, appended as Vertex AI appends them (`--name=value`),
+    the smallest of each to keep the run tiny. Vertex AI writes a discrete value as a float
+    ("64.0"); tests/test_submit.py checks that the trainer takes that form, so this run, which
+    proves the rest of the container's command, writes it as an integer."""
     from trainer import submit
 
     flags = []
     for parameter in submit.build_study_spec().parameters:
         kind = type(parameter).pb(parameter).WhichOneof("parameter_value_spec")
         if kind == "double_value_spec":
-            value = parameter.double_value_spec.min_value
+            value = repr(parameter.double_value_spec.min_value)
         elif kind == "discrete_value_spec":
-            value = min(parameter.discrete_value_spec.values)
+            value = str(int(min(parameter.discrete_value_spec.values)))
         else:
             raise ValueError(f"no trial value for a {kind} parameter")
-        flags.append(f"--{parameter.parameter_id}={float(value)!r}")
+        flags.append(f"--{parameter.parameter_id}={value}")
     return flags
 
 

@@ -236,6 +236,35 @@ def test_the_guard_stops_a_real_submission(offline_env):
     assert "NETWORK CALL BLOCKED" in result.stderr
 
 
+def vertex_trial_values(parameter) -> list[str]:
+    """The values of a study parameter as Vertex AI writes them into a trial's `--name=value`:
+    doubles for both kinds, so a discrete 64 arrives as "64.0"."""
+    kind = type(parameter).pb(parameter).WhichOneof("parameter_value_spec")
+    if kind == "double_value_spec":
+        spec = parameter.double_value_spec
+        return [repr(float(spec.min_value)), repr(float(spec.max_value))]
+    if kind == "discrete_value_spec":
+        return [repr(float(value)) for value in parameter.discrete_value_spec.values]
+    raise ValueError(f"no trial values for a {kind} parameter")
+
+
+def test_the_trainer_takes_every_tuned_value_as_vertex_passes_it():
+    """Each tuned flag names a trainer flag, and the trainer parses every value of the search
+    space in the form a trial gets it; a flag it rejected would fail every trial at once."""
+    from trainer import config as trainer_config
+
+    required = ["--training_data", "t", "--eval_data", "e", "--classes_file", "c"]
+    required += ["--model_dir", "m"]
+    for parameter in submit.build_study_spec().parameters:
+        for value in vertex_trial_values(parameter):
+            flag = f"--{parameter.parameter_id}={value}"
+            try:
+                parsed = trainer_config.parse_flags([*required, flag])
+            except SystemExit:
+                pytest.fail(f"python -m trainer rejects {flag}, as a tuning trial passes it")
+            assert getattr(parsed, parameter.parameter_id) == float(value), flag
+
+
 # --- Bad flags: one line, status 2, no call --------------------------------------------------
 
 
