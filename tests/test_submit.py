@@ -145,7 +145,7 @@ def test_dry_run_prints_a_multi_worker_gpu_job(offline_env):
     assert spec.base_output_directory.output_uri_prefix == OUTPUT_DIR
     assert spec.service_account == "trainer@my-project.iam.gserviceaccount.com"
     assert spec.tensorboard == "projects/my-project/locations/europe-west4/tensorboards/42"
-    # Enums by name, as the REST API and `gcloud ai custom-jobs create --config` take them.
+    # Enums by name, as the REST API takes them.
     raw = json.loads(result.stdout)
     assert raw["jobSpec"]["workerPoolSpecs"][1]["machineSpec"]["acceleratorType"] == (
         "NVIDIA_TESLA_V100"

@@ -13,8 +13,8 @@ trainer in TF_CONFIG. The job's base output directory makes Vertex AI set AIP_MO
 AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR under `--output_dir`, which the trainer uses
 when no `--model_dir` is given.
 
-`--dry_run` prints the job as the JSON of the Vertex AI REST API (enum names, camelCase
-fields; `gcloud ai custom-jobs create --config` reads the same) and makes no network call.
+`--dry_run` prints the job as the JSON of the Vertex AI REST API (the body of its create
+request: enum names, camelCase fields) and makes no network call.
 Without it the job is created, its console link logged, and its state followed until it ends
 (exit 0 only if it succeeded), unless `--no_wait`.
 """
