@@ -1,0 +1,112 @@
+"""`python -m trainer.predict` as a real process, on real drawings and bad lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer_fixtures import REPO, SIMPLIFIED, require_shared_quickdraw, trainer_env
+
+from pipeline import ink as ink_math
+from trainer import config as config_lib
+from trainer import export
+from trainer import model as model_lib
+
+CLASSES = ["circle", "hat", "zigzag"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """An export of an untrained tiny model: predict reads nothing but export/."""
+    config = config_lib.parse_flags(
+        ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+        + ["--num_conv=6", "--conv_len=3", "--num_layers=1", "--num_nodes=8"]
+    )
+    directory = tmp_path_factory.mktemp("model")
+    model = model_lib.build_model(config, len(CLASSES))
+    export.export_model(model.get_weights(), config, CLASSES, str(directory / "export"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def drawings_file(tmp_path_factory):
+    """An ndjson file of real drawings and bad lines; returns it and its good lines."""
+    require_shared_quickdraw()
+    good = []
+    for category in CLASSES:
+        good += (SIMPLIFIED / f"{category}.ndjson").read_bytes().splitlines(keepends=True)[:3]
+    unlabelled = json.loads(good[0])
+    del unlabelled["word"]
+    unlabelled["key_id"] = "no-word"
+    good.insert(4, json.dumps(unlabelled).encode() + b"\n")
+    lines = (
+        good[:4]
+        + [
+            b"\n",  # line 5: blank
+            b'{"word": "hat", "key_id": "1", "drawing": [[[0, 1], [0]]]}\n',  # line 6
+            good[4],  # line 7: no word, still classified
+            b"{not json\n",  # line 8
+            *good[5:],
+        ]
+    )
+    path = tmp_path_factory.mktemp("drawings") / "drawings.ndjson"
+    path.write_bytes(b"".join(lines))
+    return path, good
+
+
+def predict(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.predict", *map(str, args)],
+        cwd=REPO,
+        env=trainer_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def expected_probabilities(model_dir, lines):
+    serve = tf.saved_model.load(str(model_dir / "export")).signatures[export.SIGNATURE]
+    points = [ink_math.points_from_strokes(json.loads(line)["drawing"]) for line in lines]
+    batch, lengths = export.pad_points(points)
+    return serve(points=batch, lengths=lengths)["probabilities"].numpy()
+
+
+def test_classifies_each_drawing_in_order_and_sums_up(model_dir, drawings_file):
+    path, good = drawings_file
+    result = predict("--model_dir", model_dir, "--top_k", 2, path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(output) == len(good) + 1
+
+    records = [json.loads(line) for line in good]
+    probabilities = expected_probabilities(model_dir, good)
+    for record, line, row in zip(records, output, probabilities):
+        assert line["key_id"] == record["key_id"]
+        assert line.get("word") == record.get("word")
+        labels = [entry["label"] for entry in line["top_k"]]
+        assert labels == [CLASSES[i] for i in np.argsort(-row, kind="stable")[:2]]
+        assert [entry["probability"] for entry in line["top_k"]] == pytest.approx(
+            sorted(row, reverse=True)[:2], abs=1e-5
+        )
+    labelled = [(r["word"], row) for r, row in zip(records, probabilities) if "word" in r]
+    top1 = np.mean([CLASSES[int(np.argmax(row))] == word for word, row in labelled])
+    assert output[-1] == {"summary": {"drawings": 9, "top1": pytest.approx(top1), "top3": 1.0}}
+
+    assert f"{path}:5: blank_line" in result.stderr
+    assert f"{path}:6: xy_length_mismatch" in result.stderr
+    assert f"{path}:8: invalid_json" in result.stderr
+    assert "3 bad line(s) skipped" in result.stderr
+
+
+def test_reads_the_export_directory_itself_and_rejects_a_too_large_top_k(model_dir, drawings_file):
+    path, _ = drawings_file
+    result = predict("--model_dir", model_dir / "export", "--top_k", 4, path)
+    assert result.returncode == 2
+    assert "--top_k 4 exceeds the model's 3 classes" in result.stderr
+    result = predict("--model_dir", model_dir, path.parent / "missing.ndjson")
+    assert result.returncode == 2 and "no such file" in result.stderr
