@@ -1,9 +1,11 @@
-"""Lines of ndjson to validated drawings and their ink, many at a time.
+"""Lines of ndjson to validated drawings, many at a time.
 
 `convert_lines` is the pipeline's hot path: it parses each line with orjson, checks its
-structure in plain Python, then validates the coordinates and computes the ink of the
-whole batch with a few numpy calls (`pipeline.ink.deltas_batch`). A line that fails any
-check comes back as a `BadLine` with one of `REASONS`; it never raises.
+structure in plain Python, then validates the coordinates of the whole batch with a few
+numpy calls. A line that fails any check comes back as a `BadLine` with one of `REASONS`;
+it never raises. The drawings keep their absolute float32 points, the very numbers the
+tutorial's arithmetic starts from, so that the ink (`pipeline.ink`) can be computed
+wherever it is cheapest.
 """
 
 from __future__ import annotations
@@ -47,42 +49,47 @@ class BadLine:
 
 @dataclasses.dataclass
 class DrawingBatch:
-    """Good drawings of one file, in line order, with their ink stored back to back.
+    """Good drawings of one file, in line order, with their points stored back to back.
 
-    Drawing i has `lengths[i]` rows of ink starting at row `offsets[i]`.
+    Drawing i has `counts[i]` absolute points (x, y, end_of_stroke) starting at row
+    `offsets[i]` of `points`; its ink (`ink_of`) has one row fewer.
     """
 
     line_numbers: np.ndarray  # (drawings,) int64, 1-based line numbers in the file
     words: list[str]
     key_ids: list[str]
     recognized: np.ndarray  # (drawings,) bool
-    lengths: np.ndarray  # (drawings,) int64, rows of ink: points - 1
-    ink: np.ndarray  # (sum(lengths), 3) float32
+    counts: np.ndarray  # (drawings,) int64, points of each drawing, >= 2
+    points: np.ndarray  # (sum(counts), 3) float32
 
     def __len__(self) -> int:
         return len(self.words)
 
     @property
+    def lengths(self) -> np.ndarray:
+        """Rows of ink of each drawing."""
+        return self.counts - 1
+
+    @property
     def offsets(self) -> np.ndarray:
-        offsets = np.zeros(len(self.lengths), dtype=np.int64)
-        np.cumsum(self.lengths[:-1], out=offsets[1:])
+        offsets = np.zeros(len(self.counts), dtype=np.int64)
+        np.cumsum(self.counts[:-1], out=offsets[1:])
         return offsets
 
     def ink_of(self, index: int) -> np.ndarray:
         start = int(self.offsets[index])
-        return self.ink[start : start + int(self.lengths[index])]
+        return ink_math.deltas(self.points[start : start + int(self.counts[index])])
 
     def select(self, mask: np.ndarray) -> DrawingBatch:
         """The drawings where `mask` is true, in order."""
-        rows = np.repeat(mask, self.lengths)
         picked = np.flatnonzero(mask)
         return DrawingBatch(
             line_numbers=self.line_numbers[mask],
             words=[self.words[i] for i in picked],
             key_ids=[self.key_ids[i] for i in picked],
             recognized=self.recognized[mask],
-            lengths=self.lengths[mask],
-            ink=self.ink[rows],
+            counts=self.counts[mask],
+            points=self.points[np.repeat(mask, self.counts)],
         )
 
 
@@ -223,13 +230,12 @@ def convert_lines(
         points[:, ink_math.Y] = y_array
         stroke_ends = np.cumsum(list(itertools.chain.from_iterable(item[6] for item in kept))) - 1
         points[stroke_ends, ink_math.END_OF_STROKE] = 1
-    counts = np.array([len(item[4]) for item in kept], dtype=np.int64)
     batch = DrawingBatch(
         line_numbers=np.array([item[0] for item in kept], dtype=np.int64),
         words=[item[1] for item in kept],
         key_ids=[item[2] for item in kept],
         recognized=np.array([item[3] for item in kept], dtype=bool),
-        lengths=counts - 1,
-        ink=ink_math.deltas_batch(points, counts),
+        counts=np.array([len(item[4]) for item in kept], dtype=np.int64),
+        points=points,
     )
     return batch, bad

@@ -20,7 +20,8 @@ import orjson
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline import schema
+from pipeline import chunks, schema
+from pipeline import ink as ink_math
 from pipeline import stats as stats_lib
 from pipeline.config import PipelineConfig
 from pipeline.drawings import REASONS, BadLine, DrawingBatch, convert_lines
@@ -221,10 +222,10 @@ def _cutoffs(positions: list, train_per_class: int) -> tuple:
 
 
 class ToShardsFn(beam.DoFn):
-    """Assigns each drawing a split and a shard and encodes it (all but its class index).
+    """Assigns each drawing a split and a shard, and packs each shard's drawings.
 
-    Outputs ((split, shard), (sort keys, words, encoded features)) per batch and shard,
-    and the counts of what it wrote on `stats`.
+    Outputs ((split, shard), packed chunk) per batch and shard (`pipeline.chunks`), and
+    the counts of what it kept on `stats`.
     """
 
     def __init__(self, config: PipelineConfig):
@@ -239,12 +240,9 @@ class ToShardsFn(beam.DoFn):
     def process(self, element, cutoffs=None):
         file_index, batch = element
         config = self._config
-        offsets = batch.offsets.tolist()
-        lengths = batch.lengths.tolist()
-        chunks = collections.defaultdict(lambda: ([], [], []))
+        members = collections.defaultdict(list)  # (split, shard) -> [(drawing, sort key)]
         written = collections.defaultdict(collections.Counter)
         over_quota = 0
-        kept_lengths = []
         for i, (word, key_id) in enumerate(zip(batch.words, batch.key_ids)):
             key_bytes = key_id.encode()
             if cutoffs is None:
@@ -262,19 +260,45 @@ class ToShardsFn(beam.DoFn):
             sort_key = int.from_bytes(
                 hashlib.blake2b(key_bytes, digest_size=8, key=self._seed_key).digest(), "little"
             )
-            ink = batch.ink[offsets[i] : offsets[i] + lengths[i]]
-            sort_keys, words, payloads = chunks[(split, sort_key % config.num_shards)]
-            sort_keys.append(sort_key)
-            words.append(word)
-            payloads.append(schema.encode_drawing_features(ink, key_bytes))
+            members[(split, sort_key % config.num_shards)].append((i, sort_key))
             written[word][split] += 1
-            kept_lengths.append(lengths[i])
-        yield from chunks.items()
+
+        dtype = chunks.coordinate_dtype(batch.points)
+        owner = np.repeat(np.arange(len(batch)), batch.counts)  # (points,) drawing of each
+        kept = np.zeros(len(batch), dtype=bool)
+        for shard_key, pairs in members.items():
+            drawings = [i for i, _ in pairs]
+            kept[drawings] = True
+            in_chunk = np.zeros(len(batch), dtype=bool)
+            in_chunk[drawings] = True
+            yield (
+                shard_key,
+                chunks.pack(
+                    [key for _, key in pairs],
+                    [batch.words[i] for i in drawings],
+                    [batch.key_ids[i] for i in drawings],
+                    batch.counts[drawings],
+                    # Drawings keep their order in the batch, and `drawings` is ascending.
+                    batch.points[in_chunk[owner]],
+                    dtype,
+                ),
+            )
         counts = {"written": {word: dict(c) for word, c in written.items()}}
-        counts["lengths"] = stats_lib.length_histogram(np.array(kept_lengths, dtype=np.int64))
+        counts["lengths"] = stats_lib.length_histogram(batch.lengths[kept])
         if over_quota:
             counts["not_selected"] = {"over_quota": over_quota}
         yield beam.pvalue.TaggedOutput(STATS, counts)
+
+
+def encoded_records(chunk: tuple):
+    """(sort key, encoded features, word) of each drawing of a packed chunk."""
+    sort_keys, words, key_ids, counts, points = chunks.unpack(chunk)
+    ink = ink_math.deltas_batch(points, counts)  # (sum(counts - 1), 3)
+    start = 0
+    for sort_key, word, key_id, rows in zip(sort_keys, words, key_ids, (counts - 1).tolist()):
+        features = schema.encode_drawing_features(ink[start : start + rows], key_id.encode())
+        start += rows
+        yield sort_key, features, word
 
 
 class AssignShards(beam.PTransform):
@@ -309,13 +333,10 @@ class WriteShardFn(beam.DoFn):
         self._written = {split: Metrics.counter(COUNTERS, f"written_{split}") for split in SPLITS}
 
     def process(self, element, classes):
-        (split, shard), chunks = element
+        (split, shard), packed = element
         class_index = {name: index for index, name in enumerate(classes)}
-        records = sorted(
-            (key, payload, word)
-            for sort_keys, words, payloads in chunks
-            for key, word, payload in zip(sort_keys, words, payloads)
-        )
+        # Sorted by the seeded key; the encoded bytes break ties of a repeated key_id.
+        records = sorted(record for chunk in packed for record in encoded_records(chunk))
         path = posixpath.join(
             self._config.output_dir, schema.shard_name(split, shard, self._config.num_shards)
         )
@@ -335,7 +356,7 @@ class WriteShardFn(beam.DoFn):
 def _every_shard(config: PipelineConfig):
     """An empty chunk for every (split, shard), so that every shard file is written."""
     shards = range(config.num_shards)
-    return [((split, shard), ([], [], [])) for split in SPLITS for shard in shards]
+    return [((split, shard), chunks.EMPTY) for split in SPLITS for shard in shards]
 
 
 class WriteShards(beam.PTransform):
@@ -346,10 +367,12 @@ class WriteShards(beam.PTransform):
         self._config = config
         self._classes = classes
 
-    def expand(self, chunks):
-        every_shard = chunks.pipeline | "EveryShard" >> beam.Create(_every_shard(self._config))
+    def expand(self, shard_chunks):
+        every_shard = shard_chunks.pipeline | "EveryShard" >> beam.Create(
+            _every_shard(self._config)
+        )
         return (
-            (chunks, every_shard)
+            (shard_chunks, every_shard)
             | "AllChunks" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"

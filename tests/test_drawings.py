@@ -87,7 +87,7 @@ def test_non_finite_literals_are_not_json(literal):
 def test_a_whole_batch_of_bad_lines_gives_an_empty_batch():
     lines = [(i + 1, line) for i, line in enumerate(BAD_LINES.values())]
     batch, bad = drawings.convert_lines(lines, MAX_POINTS)
-    assert len(batch) == 0 and batch.ink.shape == (0, 3)
+    assert len(batch) == 0 and batch.points.shape == (0, 3)
     assert [b.line_number for b in bad] == list(range(1, len(BAD_LINES) + 1))
 
 

@@ -11,7 +11,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import drawings, schema, transforms
+from pipeline import chunks, drawings, schema, transforms
 from pipeline.config import PipelineConfig
 from pipeline.inputs import InputFile
 from tests.test_drawings import BAD_LINES, _line
@@ -62,16 +62,20 @@ def test_assign_shards_by_hash_is_deterministic_and_complete(tmp_path):
     key_ids = [str(1000 + i) for i in range(200)]
     batch = _batch(key_ids)
     expected = []
-    for chunk_key, (sort_keys, _, _) in _run_to_shards(config, batch):
-        expected.extend((chunk_key, key) for key in sort_keys)
+    for chunk_key, chunk in _run_to_shards(config, batch):
+        expected.extend((chunk_key, key) for key in chunks.unpack(chunk)[0])
     assert len(expected) == 200
     splits = {split for (split, _), _ in expected}
     assert splits == {"train", "eval"}
     assert all(key % 3 == shard for (_, shard), key in expected)
 
     with _pipeline() as pipeline:
-        chunks = (pipeline | beam.Create([(0, batch)]) | transforms.AssignShards(config)).chunks
-        flat = chunks | beam.FlatMap(lambda kv: [(kv[0], key) for key in kv[1][0]])
+        shard_chunks = (
+            pipeline | beam.Create([(0, batch)]) | transforms.AssignShards(config)
+        ).chunks
+        flat = shard_chunks | beam.FlatMap(
+            lambda kv: [(kv[0], key) for key in chunks.unpack(kv[1])[0]]
+        )
         assert_that(flat, equal_to(expected))
 
 
@@ -99,23 +103,29 @@ def test_first_split_assigns_by_position(tmp_path):
     )
     cats = _batch(["a", "b", "c", "d"])  # line numbers 1..4 in file 0
     with _pipeline() as pipeline:
-        chunks = (pipeline | beam.Create([(0, cats)]) | transforms.AssignShards(config)).chunks
-        splits = chunks | beam.FlatMap(lambda kv: [kv[0][0]] * len(kv[1][0]))
+        shard_chunks = (
+            pipeline | beam.Create([(0, cats)]) | transforms.AssignShards(config)
+        ).chunks
+        splits = shard_chunks | beam.FlatMap(lambda kv: [kv[0][0] for _ in chunks.unpack(kv[1])[0]])
         assert_that(splits, equal_to(["train", "train", "eval"]))
 
 
 def test_write_shards_sorts_by_key_and_writes_every_shard(tmp_path):
     config = PipelineConfig(output_dir=str(tmp_path), split="hash", num_shards=2)
-    payload = schema.encode_drawing_features(np.ones((2, 3), np.float32), b"k")
+    points = np.array([[0, 0, 0], [3, 4, 1]] * 3, dtype=np.float32)
+
+    def chunk(keys, words):
+        counts = np.full(len(keys), 2)
+        return chunks.pack(
+            keys, words, [f"id{k}" for k in keys], counts, points[: 2 * len(keys)], chunks.COMPACT
+        )
+
     with _pipeline() as pipeline:
         classes = pipeline | "Classes" >> beam.Create([["cat", "dog"]])
-        chunks = pipeline | "Chunks" >> beam.Create(
-            [
-                (("train", 0), ([4, 2], ["dog", "cat"], [payload, payload])),
-                (("train", 0), ([3], ["dog"], [payload])),
-            ]
+        shard_chunks = pipeline | "Chunks" >> beam.Create(
+            [(("train", 0), chunk([4, 2], ["dog", "cat"])), (("train", 0), chunk([3], ["dog"]))]
         )
-        paths = chunks | transforms.WriteShards(config, classes)
+        paths = shard_chunks | transforms.WriteShards(config, classes)
         assert_that(
             paths | beam.Map(lambda p: p.rsplit("/", 1)[1]),
             equal_to(
@@ -132,6 +142,9 @@ def test_write_shards_sorts_by_key_and_writes_every_shard(tmp_path):
             str(tmp_path / "training.tfrecord-00000-of-00002")
         ).as_numpy_iterator()
     )
-    indices = [int(schema.parse_examples(tf.constant(r))["class_index"]) for r in records]
-    assert indices == [0, 1, 1]  # sort keys 2 (cat), 3 (dog), 4 (dog)
+    parsed = [schema.parse_examples(tf.constant(r)) for r in records]
+    # Sort keys 2 (cat), 3 (dog), 4 (dog).
+    assert [int(p["class_index"]) for p in parsed] == [0, 1, 1]
+    assert [p["key_id"].numpy() for p in parsed] == [b"id2", b"id3", b"id4"]
+    np.testing.assert_array_equal(parsed[0]["ink"].numpy(), [[1, 1, 1]])
     assert (tmp_path / "eval.tfrecord-00001-of-00002").read_bytes() == b""
