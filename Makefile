@@ -75,8 +75,8 @@ lint: ## ruff on the Python code, hadolint on the Dockerfile.
 bench: ## Measure the pipeline and the trainer against their baselines (prints a table).
 	$(PY) -m bench
 
-image: ## Build the training container (IMAGE; needs a Docker engine).
-	docker build -t "$(IMAGE)" .
+image: ## Build the training container for Vertex AI's linux/amd64 machines (IMAGE; needs a Docker engine).
+	docker build --platform linux/amd64 -t "$(IMAGE)" .
 
 push: image ## Push the training container to Artifact Registry (IMAGE).
 	docker push "$(IMAGE)"
@@ -96,7 +96,7 @@ dataflow-template: ## Stage the Dataflow job as a template in gs://BUCKET/templa
 		--template_location "gs://$(BUCKET)/templates/quickdraw-tfrecords" \
 		--setup_file ./setup.py --experiments use_runner_v2 $(DATAFLOW_ARGS) $(PIPELINE_ARGS)
 
-submit: ## Submit a Vertex AI training job (PROJECT, REGION, IMAGE, BUCKET, SUBMIT_ARGS, ARGS for trainer flags).
+submit: ## Submit a Vertex AI training job (PROJECT, REGION, IMAGE, BUCKET; SUBMIT_ARGS e.g. --dry_run, --workers 2, --hyperparameter_tuning; ARGS: trainer flags).
 	@test -n "$(PROJECT)" -a -n "$(BUCKET)" || { echo "make submit needs PROJECT= and BUCKET="; exit 2; }
 	$(PY) -m trainer.submit --project "$(PROJECT)" --region "$(REGION)" --image "$(IMAGE)" \
 		--output_dir "gs://$(BUCKET)/runs/$$(date +%Y%m%d-%H%M%S)" $(SUBMIT_ARGS) -- \
