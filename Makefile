@@ -14,8 +14,9 @@ EVAL_PER_CLASS ?= 30
 DATA_DIR ?= data
 PIPELINE_ARGS ?=
 
-# Training.
+# Training: the laptop recipe by default (TRAIN_PRESET=tutorial for the tutorial's).
 MODEL_DIR ?= model
+TRAIN_PRESET ?= local
 TRAIN_ARGS ?=
 PREDICT_FILES ?= $(firstword $(wildcard ../shared/quickdraw/fixtures/simplified_10cats_x5.ndjson))
 
@@ -54,8 +55,8 @@ data: ## Run the Beam pipeline locally (INPUT, CATEGORIES, TRAIN_PER_CLASS, EVAL
 		--train_per_class $(TRAIN_PER_CLASS) --eval_per_class $(EVAL_PER_CLASS) \
 		--overwrite $(PIPELINE_ARGS)
 
-train: ## Train, evaluate and export locally (DATA_DIR, MODEL_DIR, TRAIN_ARGS).
-	$(PY) -m trainer \
+train: ## Train, evaluate and export locally (DATA_DIR, MODEL_DIR, TRAIN_PRESET, TRAIN_ARGS).
+	$(PY) -m trainer --preset $(TRAIN_PRESET) \
 		--training_data "$(DATA_DIR)/training.tfrecord-?????-of-?????" \
 		--eval_data "$(DATA_DIR)/eval.tfrecord-?????-of-?????" \
 		--classes_file "$(DATA_DIR)/training.tfrecord.classes" \
