@@ -1,0 +1,239 @@
+"""Ink augmentation: shapes, padding, end_of_stroke, identity, the size of each distortion,
+determinism, and real drawings."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer_fixtures import read_drawings, require_shared_quickdraw
+
+from pipeline import ink as ink_math
+from trainer.augment import AugmentConfig, augment_batch
+
+NONE = AugmentConfig(scale=0, shear=0, rotation_degrees=0, point_jitter=0, stroke_jitter=0)
+
+
+def only(**strengths):
+    """A configuration with the given strengths and every other distortion off."""
+    return dataclasses.replace(NONE, **strengths)
+
+
+STRONG = AugmentConfig(
+    scale=0.2, shear=0.3, rotation_degrees=20, point_jitter=0.02, stroke_jitter=0.05
+)
+
+# A plus sign: a horizontal stroke, then a vertical one, crossing at the centre. Its ink:
+# row 0 = (1, 0) along the first stroke, row 1 = (-0.5, -0.5) the jump to the second,
+# row 2 = (0, 1) along the second.
+PLUS = ink_math.ink_from_strokes([[[0, 255], [128, 128]], [[128, 128], [0, 255]]])
+
+
+def padded(inks, time=None):
+    """Right-pads a list of (n, 3) inks into a (batch, time, 3) array and their lengths."""
+    lengths = np.array([len(ink) for ink in inks], np.int32)
+    batch = np.zeros((len(inks), time or lengths.max(), 3), np.float32)
+    for row, ink in enumerate(inks):
+        batch[row, : len(ink)] = ink
+    return batch, lengths
+
+
+def points_of(ink, length):
+    """The points that one drawing's ink traces from the origin: (length + 1, 2)."""
+    return np.concatenate([np.zeros((1, 2)), np.cumsum(ink[:length, :2], axis=0)])
+
+
+def random_drawings(count, seed=0):
+    """Drawings of random lengths and strokes, as normalized ink."""
+    rng = np.random.default_rng(seed)
+    inks = []
+    for _ in range(count):
+        strokes = [
+            [list(rng.integers(0, 256, size)), list(rng.integers(0, 256, size))]
+            for size in rng.integers(1, 12, rng.integers(1, 5))
+        ]
+        if sum(len(xs) for xs, _ in strokes) >= 2:
+            inks.append(ink_math.ink_from_strokes(strokes))
+    return inks
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return padded(random_drawings(64), time=80)  # extra padding past the longest drawing
+
+
+def test_shape_padding_and_end_of_stroke(batch):
+    ink, lengths = batch
+    out = augment_batch(ink, lengths, tf.constant([1, 2]), STRONG).numpy()
+    assert out.shape == ink.shape and out.dtype == np.float32
+    padding = np.arange(ink.shape[1])[None, :] >= lengths[:, None]  # (batch, time)
+    assert np.all(out[padding] == 0)
+    np.testing.assert_array_equal(out[..., 2], ink[..., 2])
+    assert np.abs(out[..., :2] - ink[..., :2]).max() > 0.01  # it did distort
+
+
+def test_points_stay_normalized(batch):
+    ink, lengths = batch
+    out = augment_batch(ink, lengths, tf.constant([3, 4]), STRONG).numpy()
+    for row, length in enumerate(lengths):
+        points = points_of(out[row], length)
+        np.testing.assert_allclose(points.max(axis=0) - points.min(axis=0), [1, 1], atol=1e-5)
+
+
+def test_zero_strengths_are_the_identity(batch):
+    ink, lengths = batch
+    out = augment_batch(ink, lengths, tf.constant([5, 6]), NONE).numpy()
+    np.testing.assert_allclose(out, ink, atol=1e-5)
+
+
+def test_axis_scaling_alone_is_undone_by_the_normalization(batch):
+    ink, lengths = batch
+    out = augment_batch(ink, lengths, tf.constant([5, 6]), only(scale=0.5)).numpy()
+    np.testing.assert_allclose(out, ink, atol=1e-5)
+
+
+def many_plus_signs(count=2000):
+    return padded([PLUS] * count)
+
+
+def test_rotation_turns_by_at_most_the_bound():
+    # Rotating a plus sign keeps its x and y ranges equal, so the normalization keeps its
+    # angles: the first stroke's direction is the angle of rotation.
+    ink, lengths = many_plus_signs()
+    out = augment_batch(ink, lengths, tf.constant([7, 8]), only(rotation_degrees=20))
+    out = out.numpy()
+    angles = np.degrees(np.arctan2(out[:, 0, 1], out[:, 0, 0]))
+    assert np.abs(angles).max() <= 20 + 1e-3
+    assert angles.min() < -19 and angles.max() > 19  # uniform over the whole range
+    assert abs(angles.mean()) < 1.0
+    np.testing.assert_allclose(np.abs(angles).mean(), 10, atol=0.6)  # uniform: mean |angle| = 10
+
+
+def test_shear_slants_the_vertical_stroke_by_the_factor():
+    ink, lengths = many_plus_signs()
+    out = augment_batch(ink, lengths, tf.constant([9, 10]), only(shear=0.3)).numpy()
+    np.testing.assert_allclose(out[:, 0, :2], np.tile([[1, 0]], (len(out), 1)), atol=1e-6)
+    slants = out[:, 2, 0] / out[:, 2, 1]  # dx / dy along the vertical stroke
+    assert np.abs(slants).max() <= 0.3 + 1e-5
+    assert slants.min() < -0.29 and slants.max() > 0.29
+
+
+def test_stroke_jitter_moves_whole_strokes():
+    ink, lengths = many_plus_signs()
+    config = only(stroke_jitter=0.05)
+    out = augment_batch(ink, lengths, tf.constant([11, 12]), config).numpy()
+    # Within each stroke the points move together: the strokes keep their directions.
+    np.testing.assert_allclose(out[:, 0, 1], 0, atol=1e-6)
+    np.testing.assert_allclose(out[:, 2, 0], 0, atol=1e-6)
+    # The jump between the strokes moves by the difference of two offsets: sqrt(2) sigma,
+    # give or take the rescaling by the normalization.
+    moved = out[:, 1, :2] - ink[:, 1, :2]
+    assert 0.05 < moved.std() < 0.1
+
+
+def test_point_jitter_moves_every_point_by_about_sigma(batch):
+    ink, lengths = batch
+    sigma = 0.01
+    out = augment_batch(ink, lengths, tf.constant([13, 14]), only(point_jitter=sigma))
+    out = out.numpy()
+    real = np.arange(ink.shape[1])[None, :] < lengths[:, None]
+    # Each delta is the difference of two jittered points: sqrt(2) sigma.
+    change = (out - ink)[real][:, :2]
+    np.testing.assert_allclose(change.std(), math.sqrt(2) * sigma, rtol=0.25)
+
+
+def test_straight_lines_come_back_unchanged():
+    # Any distortion of a line would be stretched to the whole [0, 1] range of the axis
+    # in which it has no extent.
+    horizontal = ink_math.ink_from_strokes([[[0, 100, 200], [50, 50, 50]]])
+    plus = PLUS
+    ink, lengths = padded([horizontal, plus])
+    out = augment_batch(ink, lengths, tf.constant([15, 16]), STRONG).numpy()
+    np.testing.assert_array_equal(out[0], ink[0])
+    assert np.abs(out[1] - ink[1]).max() > 0.01
+
+
+def test_a_seed_decides_everything(batch):
+    ink, lengths = batch
+    first = augment_batch(ink, lengths, tf.constant([1, 2]), STRONG).numpy()
+    again = augment_batch(ink, lengths, tf.constant([1, 2], tf.int64), STRONG).numpy()
+    other = augment_batch(ink, lengths, tf.constant([1, 3]), STRONG).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 0.01
+
+
+def test_a_generator_draws_new_distortions_each_call(batch):
+    ink, lengths = batch
+    generator = tf.random.Generator.from_seed(42)
+    first = augment_batch(ink, lengths, generator, STRONG).numpy()
+    second = augment_batch(ink, lengths, generator, STRONG).numpy()
+    assert np.abs(first - second).max() > 0.01
+    replay = tf.random.Generator.from_seed(42)
+    np.testing.assert_array_equal(augment_batch(ink, lengths, replay, STRONG).numpy(), first)
+
+
+def test_runs_in_a_dataset_map_with_unknown_shapes(batch):
+    ink, lengths = batch
+
+    def augment(index, pair):
+        return augment_batch(pair[0], pair[1], tf.stack([tf.constant(0, tf.int64), index]), STRONG)
+
+    dataset = tf.data.Dataset.from_tensor_slices((ink, lengths)).padded_batch(16)
+    batches = [batch.numpy() for batch in dataset.enumerate().map(augment)]
+    assert [b.shape for b in batches] == [(16, 80, 3)] * 4
+    direct = augment_batch(ink[16:32], lengths[16:32], tf.constant([0, 1]), STRONG).numpy()
+    np.testing.assert_allclose(batches[1], direct, atol=1e-6)
+
+
+def test_real_drawings():
+    require_shared_quickdraw()
+    drawings = read_drawings("hot dog", 40)
+    inks = [drawings.ink_of(index) for index in range(len(drawings))]
+    ink, lengths = padded(inks)
+    out = augment_batch(ink, lengths, tf.constant([17, 18]), STRONG).numpy()
+    padding = np.arange(ink.shape[1])[None, :] >= lengths[:, None]
+    assert np.all(out[padding] == 0)
+    np.testing.assert_array_equal(out[..., 2], ink[..., 2])
+    for row, length in enumerate(lengths):
+        points = points_of(out[row], length)
+        np.testing.assert_allclose(points.max(axis=0) - points.min(axis=0), [1, 1], atol=1e-5)
+    # A mild distortion: the points move, on average, by a few hundredths of the drawing.
+    moved = [
+        np.abs(points_of(out[row], length) - points_of(ink[row], length)).mean()
+        for row, length in enumerate(lengths)
+    ]
+    assert 0.005 < np.mean(moved) < 0.15
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"scale": -0.1}, "scale must be a number >= 0"),
+        ({"scale": 1.0}, "scale must be below 1"),
+        ({"rotation_degrees": 200}, "rotation_degrees must be at most 180"),
+        ({"point_jitter": float("nan")}, "point_jitter must be a number >= 0"),
+    ],
+)
+def test_bad_strengths_are_clear_errors(values, message):
+    with pytest.raises(ValueError, match=message):
+        AugmentConfig(**values)
+
+
+def test_bad_inputs_are_clear_errors(batch):
+    ink, lengths = batch
+    with pytest.raises(ValueError, match="seed_or_generator must be"):
+        augment_batch(ink, lengths, tf.constant([1, 2, 3]))
+    with pytest.raises(ValueError, match="seed_or_generator must be"):
+        augment_batch(ink, lengths, tf.constant([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"ink must have shape \(batch, time, 3\)"):
+        augment_batch(ink[..., :2], lengths, tf.constant([1, 2]))
+
+
+def test_the_default_strengths_distort_mildly(batch):
+    # `--augment` calls `augment_batch(ink, lengths, seed)` with the default strengths.
+    ink, lengths = batch
+    out = augment_batch(ink, lengths, tf.constant([19, 20])).numpy()
+    assert 0.005 < np.abs(out - ink).mean() < 0.1

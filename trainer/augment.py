@@ -1,0 +1,168 @@
+"""Random distortions of the ink, applied to whole padded batches while training.
+
+The model reads each drawing as deltas of its points after the pipeline scaled x and y to
+[0, 1] (`pipeline.ink`). Distorting those deltas directly would drift: a small error in
+every step adds up along the drawing. So `augment_batch` works on the points themselves:
+
+1. it recovers each drawing's normalized points by a cumulative sum of the deltas (the
+   first point, which the ink drops, is the origin);
+2. it moves every point a little (point jitter) and every stroke a little (stroke jitter);
+3. it applies a random linear map: scaling of each axis, shear, then rotation;
+4. it scales x and y back to [0, 1] by the drawing's own min and max, as the pipeline and
+   the serving signature do, so the model never sees a drawing out of that range;
+5. it takes the deltas again and drops the first point.
+
+Step 4 undoes any translation and any scaling along the axes that comes last, so scaling
+only matters because the rotation and the shear follow it. A drawing whose x or y range is
+zero (a straight horizontal or vertical line) comes back unchanged: any rotation or jitter
+would be stretched to the full [0, 1] range by step 4 and turn the line into a diagonal or
+a scribble. The end_of_stroke column is never touched, and padded steps stay zero.
+
+Everything is TensorFlow ops on tensors of any batch size and length, so the function runs
+inside `tf.data.Dataset.map` or a `tf.function`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+# A drawing whose recovered x or y range is below this is a straight line; its normalized
+# range is otherwise 1 up to rounding.
+_DEGENERATE_RANGE = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """How strong each distortion is. All zero leaves the ink unchanged; the defaults are
+    the strengths that `--augment` trains with.
+
+    Attributes:
+      scale: each axis is scaled by a factor drawn uniformly from [1 - scale, 1 + scale]
+        before the shear and the rotation.
+      shear: the shear factor (x += shear * y) is drawn uniformly from [-shear, shear].
+      rotation_degrees: the rotation is drawn uniformly from [-rotation_degrees,
+        rotation_degrees].
+      point_jitter: standard deviation of the Gaussian noise added to every point, in
+        units of the drawing's normalized size.
+      stroke_jitter: standard deviation of the Gaussian offset added to every stroke as a
+        whole, in the same units.
+    """
+
+    scale: float = 0.1
+    shear: float = 0.2
+    rotation_degrees: float = 15.0
+    point_jitter: float = 0.01
+    stroke_jitter: float = 0.02
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"augmentation {field.name} must be a number >= 0, got {value!r}")
+        if self.scale >= 1:
+            raise ValueError(f"augmentation scale must be below 1, got {self.scale}")
+        if self.rotation_degrees > 180:
+            raise ValueError(
+                f"augmentation rotation_degrees must be at most 180, got {self.rotation_degrees}"
+            )
+
+
+class _Randomness:
+    """Draws from a `tf.random.Generator`, or statelessly from a seed of shape (2,)."""
+
+    def __init__(self, seed_or_generator):
+        if isinstance(seed_or_generator, tf.random.Generator):
+            self._generator = seed_or_generator
+            self._seeds = None
+        else:
+            seed = tf.convert_to_tensor(seed_or_generator)
+            if seed.dtype not in (tf.int32, tf.int64) or seed.shape != (2,):
+                raise ValueError(
+                    "seed_or_generator must be a tf.random.Generator or an integer seed of "
+                    f"shape (2,), got dtype {seed.dtype.name} and shape {seed.shape}"
+                )
+            self._generator = None
+            # One independent seed for each of the five draws below; int32 and int64 seeds
+            # of equal values split alike.
+            seed = tf.cast(seed, tf.int64)
+            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=5)))
+
+    def uniform(self, shape, bound):
+        if self._generator is not None:
+            return self._generator.uniform(shape, -bound, bound)
+        return tf.random.stateless_uniform(shape, next(self._seeds), -bound, bound)
+
+    def normal(self, shape, stddev):
+        if self._generator is not None:
+            return self._generator.normal(shape, stddev=stddev)
+        return tf.random.stateless_normal(shape, next(self._seeds), stddev=stddev)
+
+
+def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = AugmentConfig()):
+    """Distorts a padded batch of ink.
+
+    Args:
+      ink: (batch, time, 3) float32 deltas and end_of_stroke, zero past each length.
+      lengths: (batch,) integer, the rows of ink of each drawing.
+      seed_or_generator: a `tf.random.Generator`, or an integer tensor of shape (2,) for
+        stateless randomness (equal seeds give equal results).
+      config: the strengths of the distortions.
+
+    Returns:
+      (batch, time, 3) float32: the distorted ink, end_of_stroke as given, zero past each
+      length.
+    """
+    ink = tf.convert_to_tensor(ink, tf.float32)
+    if ink.shape.rank != 3 or ink.shape[-1] != 3:
+        raise ValueError(f"ink must have shape (batch, time, 3), got {ink.shape}")
+    lengths = tf.cast(lengths, tf.int32)
+    randomness = _Randomness(seed_or_generator)
+    batch_size, time = tf.shape(ink)[0], tf.shape(ink)[1]
+
+    row_mask = tf.sequence_mask(lengths, time, dtype=tf.float32)[..., None]  # (batch, time, 1)
+    end_of_stroke = ink[..., 2:]  # (batch, time, 1)
+    # Points 1..n relative to point 0; point 0 itself is the origin.
+    points = tf.cumsum(ink[..., :2] * row_mask, axis=1)  # (batch, time, 2)
+    points = tf.concat([tf.zeros_like(points[:, :1]), points], axis=1)  # (batch, time + 1, 2)
+    point_mask = tf.sequence_mask(lengths + 1, time + 1, dtype=tf.float32)[..., None]
+    original_lower, original_upper = _bounds(points, point_mask)  # (batch, 2) each
+    is_line = tf.reduce_any(original_upper - original_lower < _DEGENERATE_RANGE, axis=1)
+
+    # Point k > 0 belongs to the stroke numbered by the strokes ended before row k - 1;
+    # point 0 starts stroke 0, like point 1 (its own end_of_stroke is not in the ink).
+    stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
+    stroke_of_point = tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
+    # A drawing has at most time + 1 strokes, so one offset per point slot is enough.
+    stroke_offsets = randomness.normal([batch_size, time + 1, 2], config.stroke_jitter)
+    points += tf.gather(stroke_offsets, stroke_of_point, batch_dims=1)
+    points += randomness.normal([batch_size, time + 1, 2], config.point_jitter)
+
+    scales = 1.0 + randomness.uniform([batch_size, 2], config.scale)  # (batch, 2)
+    shears = randomness.uniform([batch_size], config.shear)
+    angles = randomness.uniform([batch_size], config.rotation_degrees * math.pi / 180.0)
+    x = points[..., 0] * scales[:, None, 0]  # (batch, time + 1)
+    y = points[..., 1] * scales[:, None, 1]
+    x += shears[:, None] * y
+    cosines, sines = tf.cos(angles)[:, None], tf.sin(angles)[:, None]
+    points = tf.stack([cosines * x - sines * y, sines * x + cosines * y], axis=-1)
+
+    # Scale back to [0, 1] over the real points only, as `pipeline.ink.normalize` does.
+    lower, upper = _bounds(points, point_mask)  # (batch, 2) each
+    extent = upper - lower
+    extent = tf.where(extent > 0, extent, tf.ones_like(extent))
+    points = (points - lower[:, None]) / extent[:, None]
+
+    distorted = (points[:, 1:] - points[:, :-1]) * row_mask  # (batch, time, 2)
+    deltas = tf.where(is_line[:, None, None], ink[..., :2] * row_mask, distorted)
+    return tf.concat([deltas, end_of_stroke], axis=-1)
+
+
+def _bounds(points, point_mask):
+    """The per-drawing min and max of x and y over the real points: (batch, 2) each."""
+    is_point = tf.broadcast_to(point_mask > 0, tf.shape(points))
+    lower = tf.reduce_min(tf.where(is_point, points, tf.float32.max), axis=1)
+    upper = tf.reduce_max(tf.where(is_point, points, tf.float32.min), axis=1)
+    return lower, upper
