@@ -79,16 +79,24 @@ def test_a_drawing_with_no_points_gives_zero_ink_not_nan():
     assert np.isfinite(ink.numpy()).all()
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def export_tiny(directory, *flags):
     config = config_lib.parse_flags(
         ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
-        + ["--num_conv=6,6", "--conv_len=5,3", "--num_layers=2", "--num_nodes=8"]
+        + ["--num_conv=6,6", "--conv_len=5,3", "--num_layers=2", "--num_nodes=8", *flags]
     )
     model = model_lib.build_model(config, len(CLASSES))
-    directory = tmp_path_factory.mktemp("model") / "export"
+    # Batch norm at its initial statistics would hide a mistake: give it others.
+    for layer in model.layers:
+        if layer.name.startswith("conv_batch_norm"):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3, np.float32))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 2.0, np.float32))
     export.export_model(model.get_weights(), config, CLASSES, str(directory))
     return model, config, directory
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return export_tiny(tmp_path_factory.mktemp("model") / "export", "--batch_norm")
 
 
 def test_export_directory_is_complete(exported):
@@ -100,8 +108,8 @@ def test_export_directory_is_complete(exported):
     assert export.export_dir_of(str(directory)) == str(directory)
 
 
-def test_serving_signature_equals_the_model_on_the_pipelines_ink(exported):
-    model, _, directory = exported
+def assert_serving_equals_model(model, directory):
+    """The signature on raw points == the Keras model on the pipeline's ink."""
     strokes = real_strokes(limit_per_file=1)[:40]
     serve = tf.saved_model.load(str(directory)).signatures[export.SIGNATURE]
     batch, lengths = padded([ink_math.points_from_strokes(s) for s in strokes], fill=3.0)
@@ -118,6 +126,16 @@ def test_serving_signature_equals_the_model_on_the_pipelines_ink(exported):
     best = [CLASSES[i] for i in expected.argmax(axis=1)]
     assert [names[0].decode() for names in top] == best
     assert np.all(np.diff(served["top_k_probabilities"].numpy(), axis=1) <= 0)
+
+
+def test_serving_signature_equals_the_model_on_the_pipelines_ink(exported):
+    model, _, directory = exported
+    assert_serving_equals_model(model, directory)
+
+
+def test_serving_signature_equals_the_model_with_gru_cells(tmp_path):
+    model, _, directory = export_tiny(tmp_path / "export", "--cell_type=gru")
+    assert_serving_equals_model(model, directory)
 
 
 def test_serving_latency_is_measured_on_one_drawing(exported):

@@ -39,9 +39,10 @@ CONFIG_FILE = "config.json"
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model, classes: list[str], top_k: int):
+    def __init__(self, model, config: Config, classes: list[str], top_k: int):
         super().__init__()
         self.model = model
+        self._config = config
         self.class_names = tf.Variable(classes, trainable=False, name="class_names")
         self._top_k = min(top_k, len(classes))
 
@@ -54,7 +55,7 @@ class ServingModule(tf.Module):
     )
     def serve(self, points, lengths):
         ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
-        logits = self.model({model_lib.INK: ink, model_lib.LENGTHS: ink_lengths}, training=False)
+        logits = model_lib.inference_logits(self.model, self._config, ink, ink_lengths)
         probabilities = tf.nn.softmax(logits)  # (batch, classes)
         top = tf.math.top_k(probabilities, k=self._top_k)
         return {
@@ -72,7 +73,7 @@ def export_model(weights, config: Config, classes: list[str], export_dir: str) -
     """
     model = model_lib.build_model(config, len(classes))
     model.set_weights(weights)
-    module = ServingModule(model, classes, TOP_K)
+    module = ServingModule(model, config, classes, TOP_K)
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
     tf.saved_model.save(module, export_dir, signatures={SIGNATURE: module.serve})

@@ -160,6 +160,67 @@ def build_model(config: Config, num_classes: int) -> keras.Model:
     return keras.Model({INK: ink, LENGTHS: lengths}, logits, name="sketch_classifier")
 
 
+def inference_logits(model: keras.Model, config: Config, ink, lengths):
+    """`model`'s logits for inference, with each bidirectional LSTM run by TensorFlow's fused
+    `BlockLSTMV2` kernel: one op per direction instead of a loop of small ops per step,
+    about four times faster on a CPU for a single drawing (the serving case). It takes
+    Keras's weights as they are (same gate order, no forget bias); the serving signature
+    uses it, and `tests/test_trainer_export.py` holds it equal to `model` itself. GRU
+    layers, which have no fused kernel, run as in the model.
+
+    Args:
+      ink: (batch, time, 3) float32, right-padded.
+      lengths: (batch,) int32.
+    """
+    mask = model.get_layer("step_mask")(lengths, ink)  # (batch, time)
+    steps = ink
+    for index in range(len(config.num_conv)):
+        if config.batch_norm:
+            steps = model.get_layer(f"conv_batch_norm_{index}")(steps, mask, training=False)
+        steps = model.get_layer(f"conv_zero_padding_{index}")(steps, mask)
+        steps = model.get_layer(f"conv_{index}")(steps)  # (batch, time, filters)
+    for index in range(config.num_layers):
+        layer = model.get_layer(f"rnn_{index}")
+        if config.cell_type == "lstm":
+            forward = _fused_lstm(layer.forward_layer.cell, steps, lengths, reverse=False)
+            backward = _fused_lstm(layer.backward_layer.cell, steps, lengths, reverse=True)
+            steps = tf.concat([forward, backward], axis=-1) * tf.cast(mask, steps.dtype)[..., None]
+        else:
+            steps = layer(steps, mask=mask, training=False)  # (batch, time, 2 * num_nodes)
+    summed = model.get_layer("sum_over_time")(steps, mask)  # (batch, 2 * num_nodes)
+    return model.get_layer("logits")(summed)
+
+
+def _fused_lstm(cell, steps, lengths, reverse):
+    """One direction of a masked Keras LSTM over right-padded (batch, time, channels).
+
+    Padding follows each drawing's real steps, so it cannot reach them going forward;
+    going backward, each drawing is reversed within its own length first.
+    """
+    if reverse:
+        steps = tf.reverse_sequence(steps, lengths, seq_axis=1, batch_axis=0)
+    units = cell.units
+    zeros = tf.zeros([tf.shape(steps)[0], units], steps.dtype)
+    peephole = tf.zeros([units], steps.dtype)
+    outputs = tf.raw_ops.BlockLSTMV2(
+        seq_len_max=tf.cast(tf.shape(steps)[1], tf.int64),
+        x=tf.transpose(steps, [1, 0, 2]),  # (time, batch, channels)
+        cs_prev=zeros,
+        h_prev=zeros,
+        w=tf.concat([cell.kernel, cell.recurrent_kernel], axis=0),
+        wci=peephole,
+        wcf=peephole,
+        wco=peephole,
+        b=cell.bias,
+        cell_clip=-1.0,  # no clipping
+        use_peephole=False,
+    ).h
+    outputs = tf.transpose(outputs, [1, 0, 2])  # (batch, time, units)
+    if reverse:
+        outputs = tf.reverse_sequence(outputs, lengths, seq_axis=1, batch_axis=0)
+    return outputs
+
+
 @keras.saving.register_keras_serializable(package="trainer")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup to `peak`, then constant or cosine decay to zero at `total_steps`."""
