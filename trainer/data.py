@@ -134,7 +134,16 @@ def dataset(
     )
     if training and augment_fn is not None:
         batches = _augmented(batches, augment_fn, seed, shard_index)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return _without_autotune_thread(batches.prefetch(tf.data.AUTOTUNE))
+
+
+def _without_autotune_thread(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Switches off tf.data's autotuning thread: it sleeps up to a minute between rounds and
+    an iterator's destructor waits for it, so a finished training loop stalled for up to
+    a minute before its final evaluation. AUTOTUNE then means one call per CPU core."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _augmented(batches, augment_fn, seed, shard_index):
@@ -159,7 +168,17 @@ def plain_dataset(pattern: str, batch_size: int, *, seed: int = 0) -> tf.data.Da
         .padded_batch(batch_size, drop_remainder=True)
         .map(_features_and_label)
         .prefetch(tf.data.AUTOTUNE)
+        .apply(_without_autotune_thread)
     )
+
+
+def in_memory(batches: tf.data.Dataset, num_batches: int) -> tf.data.Dataset:
+    """The first `num_batches` batches, read once, then served from memory forever: the
+    reference `make bench` holds the input pipeline's training speed against."""
+    cached = batches.take(num_batches).cache()
+    for _ in cached:  # fills the cache
+        pass
+    return cached.repeat()
 
 
 def padding_fraction(batches: tf.data.Dataset, num_batches: int) -> float:

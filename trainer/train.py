@@ -307,8 +307,8 @@ def examples_per_second(
 ) -> float:
     """Training speed of the trainer's step on `batches`, after `warmup_steps` untimed steps.
 
-    `make bench` compares `data.dataset` with `data.plain_dataset` (and with batches cached
-    in memory: `batches.take(n).cache().repeat()`) through this function.
+    `make bench` compares `data.dataset` with `data.plain_dataset` and with
+    `data.in_memory(data.dataset(...), steps + warmup_steps)` through this function.
     """
     strategy = tf.distribute.get_strategy()
     model = model_lib.build_model(config, num_classes)
