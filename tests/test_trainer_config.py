@@ -134,3 +134,27 @@ def test_bad_flag_in_a_real_process_exits_2_with_one_line():
     assert lines[0].startswith(
         "python -m trainer: error: argument --cell_type: invalid choice: 'transformer'"
     )
+
+
+def test_missing_data_in_a_real_process_exits_2_with_one_line(tmp_path):
+    flags = [
+        f"--training_data={tmp_path}/training.tfrecord-*",
+        f"--eval_data={tmp_path}/eval.tfrecord-*",
+        f"--classes_file={tmp_path}/classes",
+        f"--model_dir={tmp_path}/model",
+    ]
+    (tmp_path / "classes").write_text("cat\ndog\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", *flags],
+        cwd=REPO,
+        env=trainer_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    # TensorFlow's own start-up lines may come first; ours is the last and only one.
+    ours = [line for line in result.stderr.splitlines() if "python -m trainer" in line]
+    assert ours == [f"python -m trainer: error: no files match '{tmp_path}/training.tfrecord-*'"]
+    assert result.stderr.rstrip().endswith(ours[0])
+    assert not (tmp_path / "model").exists()
