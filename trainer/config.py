@@ -134,10 +134,14 @@ def _non_negative_int(text: str) -> int:
 
 
 def _int(text: str) -> int:
+    """An integer; a whole-number float too (`64.0`), as Vertex AI tuning trials pass them."""
     try:
-        return int(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}")
+    return int(value)
 
 
 def _float(text: str) -> float:
