@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bench import pipeline_bench
+from bench import pipeline_bench, trainer_bench
 
 
 def main(argv=None) -> None:
@@ -22,6 +22,10 @@ def main(argv=None) -> None:
         results = pipeline_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
         print(pipeline_bench.table(results))
         print(pipeline_bench.projection(results[1].per_core))
+    if args.only in (None, "trainer"):
+        print("\n== Trainer: input pipeline and serving, on this CPU ==", flush=True)
+        results = trainer_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
+        print(trainer_bench.table(results))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,150 @@
+"""Training input speed and serving latency, on TFRecords the pipeline writes from real drawings.
+
+For batch 8 and 64, the trainer's training step is fed by (a) a plain `padded_batch` of
+shuffled records, as the tutorial's input did, (b) the trainer's bucketed input pipeline,
+and (ref) the same bucketed batches already in memory, which isolates the input cost.
+Then the exported model's latency for one ~100-point drawing, warm, on this CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.pipeline_bench import SHARED
+
+CATEGORIES = "bear,beard,bird,bowtie,circle,cookie,crab,dog,dragon,ear,eye,eyeglasses,face,hat,"
+CATEGORIES += "headphones,hot dog,monkey,moustache,mouth,necklace,nose,sandwich,sock,wine bottle,"
+CATEGORIES += "wine glass,zigzag"
+BATCH_SIZES = (8, 64)
+
+
+def _write_records(folder: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "--input",
+            str(SHARED / "*.ndjson"),
+            "--output_dir",
+            str(folder),
+            "--categories",
+            CATEGORIES,
+            "--train_per_class",
+            "120",
+            "--eval_per_class",
+            "30",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _measure(folder: Path, repeats: int) -> dict:
+    # TensorFlow is imported here, so that `python -m bench --only pipeline` never loads it.
+    from trainer import config as config_lib
+    from trainer import data, export, model, train
+
+    pattern = str(folder / "training.tfrecord-*")
+    classes = data.read_classes(str(folder / "training.tfrecord.classes"))
+    results = {}
+    for batch_size in BATCH_SIZES:
+        config = config_lib.parse_flags(
+            [
+                "--training_data=x",
+                "--eval_data=x",
+                "--classes_file=x",
+                "--model_dir=x",
+                f"--batch_size={batch_size}",
+            ]
+        )
+        steps, warmup = max(10, 1280 // batch_size), 3
+        for name, make in (
+            ("plain", lambda: data.plain_dataset(pattern, batch_size)),
+            ("bucketed", lambda: data.dataset(pattern, batch_size, training=True)),
+            (
+                "in_memory",
+                lambda: data.in_memory(
+                    data.dataset(pattern, batch_size, training=True), steps + warmup
+                ),
+            ),
+        ):
+            rates = [
+                train.examples_per_second(
+                    config, make(), len(classes), steps=steps, warmup_steps=warmup
+                )
+                for _ in range(repeats)
+            ]
+            results[f"{name}@{batch_size}"] = statistics.median(rates)
+        results[f"padding_plain@{batch_size}"] = data.padding_fraction(
+            data.plain_dataset(pattern, batch_size), 100
+        )
+        results[f"padding_bucketed@{batch_size}"] = data.padding_fraction(
+            data.dataset(pattern, batch_size, training=True), 100
+        )
+
+    # Latency of the exported default model (weights do not change the cost) on a real
+    # drawing of about 100 points.
+    config = config_lib.parse_flags(
+        ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+    )
+    weights = model.build_model(config, len(classes)).get_weights()
+    export_dir = str(folder / "export")
+    export.export_model(weights, config, classes, export_dir)
+    drawing = _drawing_of_about(100)
+    results["latency"] = export.serving_latency(export_dir, drawing)
+    return results
+
+
+def _drawing_of_about(points: int):
+    import orjson
+
+    from pipeline import ink
+
+    best = None
+    for line in (SHARED / "cat.ndjson").read_bytes().splitlines():
+        candidate = ink.points_from_strokes(orjson.loads(line)["drawing"])
+        if best is None or abs(len(candidate) - points) < abs(len(best) - points):
+            best = candidate
+    return best
+
+
+def run(repeats: int = 3, log=print) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_trainer_") as temp:
+        folder = Path(temp)
+        _write_records(folder)
+        log(f"records: 26 categories x 150 real drawings written by the pipeline to {folder}")
+        return _measure(folder, repeats)
+
+
+def table(results: dict) -> str:
+    rows = [
+        "| batch | (a) plain padded_batch | (b) trainer input | (b)/(a) | in memory | (b)/in memory "
+        "| padded points (a) | padded points (b) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for batch in BATCH_SIZES:
+        plain, bucketed = results[f"plain@{batch}"], results[f"bucketed@{batch}"]
+        memory = results[f"in_memory@{batch}"]
+        rows.append(
+            f"| {batch} | {plain:,.0f} ex/s | {bucketed:,.0f} ex/s | {bucketed / plain:.2f}x | "
+            f"{memory:,.0f} ex/s | {bucketed / memory:.0%} | "
+            f"{results[f'padding_plain@{batch}']:.0%} | {results[f'padding_bucketed@{batch}']:.0%} |"
+        )
+    latency = results["latency"]
+    rows.append("")
+    rows.append(
+        f"Targets at batch 64: (b) >= 1.5x (a); (b) >= 95% of in memory; padded points <= 10%. "
+        f"Serving one drawing of {latency['points']} points: median {latency['median_ms']:.2f} ms, "
+        f"p90 {latency['p90_ms']:.2f} ms (target: median < 10 ms)."
+    )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(repeats=1), indent=2))
