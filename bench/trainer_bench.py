@@ -64,19 +64,14 @@ def _measure(folder: Path, repeats: int) -> dict:
             ]
         )
         steps, warmup = max(10, 1280 // batch_size), 3
-        for name, make in (
-            ("plain", lambda: data.plain_dataset(pattern, batch_size)),
-            ("bucketed", lambda: data.dataset(pattern, batch_size, training=True)),
-            (
-                "in_memory",
-                lambda: data.in_memory(
-                    data.dataset(pattern, batch_size, training=True), steps + warmup
-                ),
-            ),
-        ):
+        for name in ("plain", "bucketed", "in_memory"):
             rates = [
                 train.examples_per_second(
-                    config, make(), len(classes), steps=steps, warmup_steps=warmup
+                    config,
+                    _input(name, pattern, batch_size, steps + warmup),
+                    len(classes),
+                    steps=steps,
+                    warmup_steps=warmup,
                 )
                 for _ in range(repeats)
             ]
@@ -99,6 +94,18 @@ def _measure(folder: Path, repeats: int) -> dict:
     drawing = _drawing_of_about(100)
     results["latency"] = export.serving_latency(export_dir, drawing)
     return results
+
+
+def _input(name: str, pattern: str, batch_size: int, in_memory_batches: int):
+    from trainer import data
+
+    if name == "plain":
+        return data.plain_dataset(pattern, batch_size)
+    if name == "bucketed":
+        return data.dataset(pattern, batch_size, training=True)
+    if name == "in_memory":
+        return data.in_memory(data.dataset(pattern, batch_size, training=True), in_memory_batches)
+    raise ValueError(f"unknown input {name!r}")
 
 
 def _drawing_of_about(points: int):
@@ -124,8 +131,8 @@ def run(repeats: int = 3, log=print) -> dict:
 
 def table(results: dict) -> str:
     rows = [
-        "| batch | (a) plain padded_batch | (b) trainer input | (b)/(a) | in memory | (b)/in memory "
-        "| padded points (a) | padded points (b) |",
+        "| batch | (a) plain padded_batch | (b) trainer input | (b)/(a) | in memory "
+        "| (b)/in memory | padded points (a) | padded points (b) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for batch in BATCH_SIZES:
@@ -134,7 +141,8 @@ def table(results: dict) -> str:
         rows.append(
             f"| {batch} | {plain:,.0f} ex/s | {bucketed:,.0f} ex/s | {bucketed / plain:.2f}x | "
             f"{memory:,.0f} ex/s | {bucketed / memory:.0%} | "
-            f"{results[f'padding_plain@{batch}']:.0%} | {results[f'padding_bucketed@{batch}']:.0%} |"
+            f"{results[f'padding_plain@{batch}']:.0%} | "
+            f"{results[f'padding_bucketed@{batch}']:.0%} |"
         )
     latency = results["latency"]
     rows.append("")
