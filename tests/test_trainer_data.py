@@ -103,6 +103,15 @@ def test_augment_hook_gets_a_distinct_seed_per_batch(records):
     assert marks == [0, 1, 2, 3, 4]
 
 
+def test_augment_flag_hooks_in_trainer_augment():
+    from trainer import augment, train
+    from trainer.config import parse_flags
+
+    flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+    assert train.load_augment_fn(parse_flags(flags)) is None
+    assert train.load_augment_fn(parse_flags(flags + ["--augment"])) is augment.augment_batch
+
+
 def test_no_files_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no files match"):
         data.dataset(f"{tmp_path}/nothing-*", 8, training=True)

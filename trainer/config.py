@@ -249,13 +249,19 @@ def make_parser() -> argparse.ArgumentParser:
     training.add_argument("--batch_size", type=_positive_int, help="global batch (8)")
     training.add_argument("--steps", type=_positive_int, help="training steps (100000)")
     training.add_argument(
-        "--eval_every", type=_non_negative_int, help="steps between evals, 0: at the end only"
+        "--eval_every",
+        type=_non_negative_int,
+        help="steps between evals, 0: at the end only (10000)",
     )
     training.add_argument("--checkpoint_every", type=_positive_int, help="steps (1000)")
-    training.add_argument("--log_every", type=_positive_int, help="steps between progress lines")
+    training.add_argument(
+        "--log_every", type=_positive_int, help="steps between progress lines (100)"
+    )
     training.add_argument("--seed", type=_non_negative_int, help="seeds weights and data (0)")
     training.add_argument(
-        "--lr_schedule", choices=LR_SCHEDULES, help="after warmup: constant or cosine decay"
+        "--lr_schedule",
+        choices=LR_SCHEDULES,
+        help="after warmup: constant or cosine decay (constant)",
     )
     training.add_argument(
         "--warmup_steps", type=_non_negative_int, help="linear warmup to --learning_rate (0)"
