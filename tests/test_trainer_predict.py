@@ -43,6 +43,9 @@ def drawings_file(tmp_path_factory):
     del unlabelled["word"]
     unlabelled["key_id"] = "no-word"
     good.insert(4, json.dumps(unlabelled).encode() + b"\n")
+    unknown = json.loads(good[1])
+    unknown["word"] = "unicorn"  # a word the model has no class for
+    good.append(json.dumps(unknown).encode() + b"\n")
     lines = (
         good[:4]
         + [
@@ -95,7 +98,11 @@ def test_classifies_each_drawing_in_order_and_sums_up(model_dir, drawings_file):
         )
     labelled = [(r["word"], row) for r, row in zip(records, probabilities) if "word" in r]
     top1 = np.mean([CLASSES[int(np.argmax(row))] == word for word, row in labelled])
-    assert output[-1] == {"summary": {"drawings": 9, "top1": pytest.approx(top1), "top3": 1.0}}
+    summary = {"drawings": 10, "top1": pytest.approx(top1), "top3": pytest.approx(0.9)}
+    assert output[-1] == {"summary": summary}  # 3 classes: top-3 misses only the unicorn
+    assert "1 drawing(s) have a word the model does not know, counted as misses: unicorn" in (
+        result.stderr
+    )
 
     assert f"{path}:5: blank_line" in result.stderr
     assert f"{path}:6: xy_length_mismatch" in result.stderr

@@ -116,9 +116,12 @@ def _with_placeholder_word(line: bytes) -> tuple[bytes, dict | None]:
 class Summary:
     def __init__(self):
         self.drawings = self.top1 = self.top3 = 0
+        self.unknown_words: dict[str, int] = {}  # words that are none of the model's classes
 
     def add(self, word: str, ranked: list[str]) -> None:
         self.drawings += 1
+        if word not in ranked:
+            self.unknown_words[word] = self.unknown_words.get(word, 0) + 1
         self.top1 += ranked[:1] == [word]
         self.top3 += word in ranked[:3]
 
@@ -197,6 +200,12 @@ def main(argv=None) -> int:
         bad += classify_file(path, classifier, args.top_k, args.batch_size, summary, sys.stdout)
     if summary.drawings:
         sys.stdout.write(orjson.dumps({"summary": summary.as_dict()}).decode() + "\n")
+    if summary.unknown_words:
+        logging.warning(
+            "%d drawing(s) have a word the model does not know, counted as misses: %s",
+            sum(summary.unknown_words.values()),
+            ", ".join(sorted(summary.unknown_words)),
+        )
     if bad:
         logging.warning("%d bad line(s) skipped", bad)
     return 0
