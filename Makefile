@@ -18,7 +18,9 @@ PIPELINE_ARGS ?=
 MODEL_DIR ?= model
 TRAIN_PRESET ?= local
 TRAIN_ARGS ?=
-PREDICT_FILES ?= $(firstword $(wildcard ../shared/quickdraw/fixtures/simplified_10cats_x5.ndjson))
+# Default: the last 2 drawings of each category's local input file, which the first 120 + 30
+# lines of `make data` never trained on.
+PREDICT_FILES ?= $(DATA_DIR)/predict_sample.ndjson
 
 # Cloud.
 PROJECT ?= $(shell gcloud config get-value project 2>/dev/null)
@@ -63,6 +65,12 @@ train: ## Train, evaluate and export locally (DATA_DIR, MODEL_DIR, TRAIN_PRESET,
 		--model_dir "$(MODEL_DIR)" $(TRAIN_ARGS)
 
 predict: ## Classify drawings with the exported model (MODEL_DIR, PREDICT_FILES).
+	@if [ "$(PREDICT_FILES)" = "$(DATA_DIR)/predict_sample.ndjson" ]; then \
+		dir=$$(dirname "$(INPUT)"); \
+		case "$$dir" in gs://*) echo "make predict: set PREDICT_FILES= (local ndjson files)"; exit 2;; esac; \
+		names="$(CATEGORIES)"; IFS=','; for name in $$names; do tail -n 2 "$$dir/$$name.ndjson"; done \
+			> "$(DATA_DIR)/predict_sample.ndjson"; \
+	fi
 	$(PY) -m trainer.predict --model_dir "$(MODEL_DIR)" --top_k 3 $(PREDICT_FILES)
 
 test: ## Run the test suite (offline; real drawings from ../shared/quickdraw when present).

@@ -50,13 +50,19 @@ TUTORIAL = {
 # on two CPU cores (~70 drawings/s at batch 32 with the tutorial's model).
 LOCAL = {
     **TUTORIAL,
-    "batch_size": 32,
+    # Measured on 5 cross-validation folds' first fold (26 categories x 120 drawings): two
+    # recurrent layers train faster per step than three and generalize as well; batch 64
+    # with a 3e-3 peak, warmup and cosine decay, and ink augmentation gave the best
+    # held-out accuracy in the time (README, "Accuracy").
+    "num_layers": 2,
+    "batch_size": 64,
     "learning_rate": 0.003,
     "lr_schedule": "cosine",
-    "warmup_steps": 100,
-    "steps": 1000,
-    "eval_every": 250,
-    "checkpoint_every": 250,
+    "warmup_steps": 50,
+    "augment": True,
+    "steps": 1400,
+    "eval_every": 350,
+    "checkpoint_every": 350,
     "log_every": 50,
 }
 
