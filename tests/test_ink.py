@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from bench import tutorial_baseline
 from pipeline import ink
 
 
@@ -79,27 +80,6 @@ def test_deltas_batch_of_nothing():
     assert ink.deltas_batch(np.zeros((0, 3), np.float32), np.array([], np.int64)).shape == (0, 3)
 
 
-def tutorial_parse_line(line: str) -> np.ndarray:
-    """The tutorial's own `parse_line`, written out plainly, as the reference."""
-    sample = json.loads(line)
-    strokes = sample["drawing"]
-    total_points = sum(len(stroke[0]) for stroke in strokes)
-    np_ink = np.zeros((total_points, 3), dtype=np.float32)
-    current_t = 0
-    for stroke in strokes:
-        for i in [0, 1]:
-            np_ink[current_t : current_t + len(stroke[0]), i] = stroke[i]
-        current_t += len(stroke[0])
-        np_ink[current_t - 1, 2] = 1
-    lower = np.min(np_ink[:, 0:2], axis=0)
-    upper = np.max(np_ink[:, 0:2], axis=0)
-    scale = upper - lower
-    scale[scale == 0] = 1
-    np_ink[:, 0:2] = (np_ink[:, 0:2] - lower) / scale
-    np_ink[1:, 0:2] -= np_ink[0:-1, 0:2]
-    return np_ink[1:, :]
-
-
 def test_real_drawings_match_the_tutorial_bit_for_bit(quickdraw):
     lines = []
     for path in sorted((quickdraw / "simplified").glob("*.ndjson"))[::7]:
@@ -109,4 +89,5 @@ def test_real_drawings_match_the_tutorial_bit_for_bit(quickdraw):
     assert len(lines) > 1000
     for line in lines:
         strokes = json.loads(line)["drawing"]
-        np.testing.assert_array_equal(ink.ink_from_strokes(strokes), tutorial_parse_line(line))
+        expected, _ = tutorial_baseline.parse_line(line)  # the tutorial's own code
+        np.testing.assert_array_equal(ink.ink_from_strokes(strokes), expected)
