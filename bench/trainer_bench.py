@@ -114,10 +114,11 @@ def _drawing_of_about(points: int):
     from pipeline import ink
 
     best = None
-    for line in (SHARED / "cat.ndjson").read_bytes().splitlines():
-        candidate = ink.points_from_strokes(orjson.loads(line)["drawing"])
-        if best is None or abs(len(candidate) - points) < abs(len(best) - points):
-            best = candidate
+    for path in sorted(SHARED.glob("*.ndjson"))[:50]:
+        for line in path.read_bytes().splitlines():
+            candidate = ink.points_from_strokes(orjson.loads(line)["drawing"])
+            if best is None or abs(len(candidate) - points) < abs(len(best) - points):
+                best = candidate
     return best
 
 
