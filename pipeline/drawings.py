@@ -106,7 +106,11 @@ def _key_id(value) -> str:
 
 
 def _structure(record, max_points: int):
-    """Checks one parsed line; returns (word, key_id, recognized, xs, ys, stroke_lengths)."""
+    """Checks one parsed line.
+
+    Returns (word, key_id, recognized, x lists, y lists, stroke lengths): the strokes'
+    coordinate lists as they are, flattened later for the whole batch.
+    """
     if not isinstance(record, dict):
         raise _Reject("not_an_object")
     word = record.get("word")
@@ -116,27 +120,40 @@ def _structure(record, max_points: int):
     strokes = record.get("drawing")
     if not isinstance(strokes, list) or not strokes:
         raise _Reject("missing_drawing")
-    xs: list = []
-    ys: list = []
-    stroke_lengths = []
+    # Whole-drawing checks first, in C loops (map, set, min); a drawing that fails any
+    # of them is looked at stroke by stroke to name the first fault.
+    if _LIST_TYPE.issuperset(map(type, strokes)) and min(map(len, strokes)) >= 2:
+        xs = [stroke[0] for stroke in strokes]
+        ys = [stroke[1] for stroke in strokes]
+        if _LIST_TYPE.issuperset(map(type, xs)) and _LIST_TYPE.issuperset(map(type, ys)):
+            stroke_lengths = list(map(len, xs))
+            if stroke_lengths == list(map(len, ys)) and min(stroke_lengths) > 0:
+                total = sum(stroke_lengths)
+                if total < 2:
+                    raise _Reject("too_few_points")
+                if total > max_points:
+                    raise _Reject("too_many_points")
+                recognized = record.get("recognized") is not False
+                return word, key_id, recognized, xs, ys, stroke_lengths
+    raise _Reject(_stroke_fault(strokes))
+
+
+_LIST_TYPE = frozenset((list,))
+
+
+def _stroke_fault(strokes: list) -> str:
+    """The reason of the first stroke that is not a pair of equal, non-empty lists."""
     for stroke in strokes:
         if not isinstance(stroke, list) or len(stroke) < 2:
-            raise _Reject("bad_stroke")
+            return "bad_stroke"
         x, y = stroke[0], stroke[1]
         if not isinstance(x, list) or not isinstance(y, list):
-            raise _Reject("bad_stroke")
+            return "bad_stroke"
         if len(x) != len(y):
-            raise _Reject("xy_length_mismatch")
+            return "xy_length_mismatch"
         if not x:
-            raise _Reject("empty_stroke")
-        xs += x
-        ys += y
-        stroke_lengths.append(len(x))
-    if len(xs) < 2:
-        raise _Reject("too_few_points")
-    if len(xs) > max_points:
-        raise _Reject("too_many_points")
-    return word, key_id, record.get("recognized") is not False, xs, ys, stroke_lengths
+            return "empty_stroke"
+    raise AssertionError("every stroke is well-formed")
 
 
 def _coordinates(values: list) -> np.ndarray:
@@ -168,6 +185,14 @@ def _fast_coordinates(values: list) -> np.ndarray | None:
     return array
 
 
+def _flat_coordinates(kept: list) -> tuple[list, list]:
+    """All x and all y values of the kept drawings, in order, as two flat lists."""
+    flat = itertools.chain.from_iterable
+    xs = list(flat(flat(item[4] for item in kept)))
+    ys = list(flat(flat(item[5] for item in kept)))
+    return xs, ys
+
+
 def _reject_reason_of_line(line: bytes) -> str:
     try:
         line.decode("utf-8")
@@ -190,7 +215,7 @@ def convert_lines(
       The good drawings, in order, and the bad lines with their reasons.
     """
     bad: list[BadLine] = []
-    kept = []  # (line_number, word, key_id, recognized, xs, ys, stroke_lengths, line)
+    kept = []  # (line_number, word, key_id, recognized, x lists, y lists, stroke_lengths, line)
     for line_number, line in lines:
         try:
             if not line.strip():
@@ -203,23 +228,21 @@ def convert_lines(
         except _Reject as reject:
             bad.append(BadLine(line_number, reject.reason, line))
 
-    xs = list(itertools.chain.from_iterable(item[4] for item in kept))
-    ys = list(itertools.chain.from_iterable(item[5] for item in kept))
+    xs, ys = _flat_coordinates(kept)
     x_array, y_array = _fast_coordinates(xs), _fast_coordinates(ys)
     if x_array is None or y_array is None:
         # Some drawing has a bad coordinate: find it, then take the fast path again.
         survivors = []
         for item in kept:
             try:
-                _coordinates(item[4])
-                _coordinates(item[5])
+                _coordinates(list(itertools.chain.from_iterable(item[4])))
+                _coordinates(list(itertools.chain.from_iterable(item[5])))
                 survivors.append(item)
             except _Reject as reject:
                 bad.append(BadLine(item[0], reject.reason, item[7]))
         kept = survivors
         bad.sort(key=lambda b: b.line_number)
-        xs = list(itertools.chain.from_iterable(item[4] for item in kept))
-        ys = list(itertools.chain.from_iterable(item[5] for item in kept))
+        xs, ys = _flat_coordinates(kept)
         with np.errstate(over="ignore"):  # every survivor is finite in float32
             x_array = np.array(xs, dtype=np.float64).astype(np.float32)
             y_array = np.array(ys, dtype=np.float64).astype(np.float32)
@@ -235,7 +258,7 @@ def convert_lines(
         words=[item[1] for item in kept],
         key_ids=[item[2] for item in kept],
         recognized=np.array([item[3] for item in kept], dtype=bool),
-        counts=np.array([len(item[4]) for item in kept], dtype=np.int64),
+        counts=np.array([sum(item[6]) for item in kept], dtype=np.int64),
         points=points,
     )
     return batch, bad

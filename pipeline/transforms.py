@@ -12,6 +12,7 @@ import collections
 import hashlib
 import io
 import logging
+import math
 import posixpath
 
 import apache_beam as beam
@@ -221,84 +222,146 @@ def _cutoffs(positions: list, train_per_class: int) -> tuple:
     return train_last, positions[-1]
 
 
+_EVAL_HASH_PERSON = b"quickdraw-eval"
+_UINT64 = (1 << 64) - 1
+
+
+def eval_hashes(key_ids: list[str]) -> np.ndarray:
+    """(drawings,) uint64: the seed-independent hash of each key_id that picks its split."""
+    digests = b"".join(
+        [
+            hashlib.blake2b(key_id.encode(), digest_size=8, person=_EVAL_HASH_PERSON).digest()
+            for key_id in key_ids
+        ]
+    )
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
+def is_eval(hashes: np.ndarray, eval_fraction: float) -> np.ndarray:
+    """(drawings,) bool: a hash below `eval_fraction` of the uint64 range goes to eval."""
+    threshold = math.ceil(eval_fraction * 2**64)  # hash < fraction * 2**64, exactly
+    if threshold > _UINT64:
+        return np.ones(len(hashes), dtype=bool)
+    return hashes < np.uint64(threshold)
+
+
+def sort_keys(hashes: np.ndarray, seed: int) -> np.ndarray:
+    """(drawings,) uint64: each drawing's seeded place in the shuffle (shard and order).
+
+    SplitMix64's finalizer of the key_id hash mixed with the seed: a bijection of the
+    hash for each seed, so different key_ids never collide and every seed shuffles anew.
+    """
+    seed_mix = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _UINT64)
+    z = hashes ^ seed_mix
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _at_or_before(file_index: int, line_numbers: np.ndarray, position) -> np.ndarray:
+    """Which drawings of one file come at or before `position` (file index, line number)."""
+    if position is None:
+        return np.zeros(len(line_numbers), dtype=bool)
+    last_file, last_line = position
+    if file_index != last_file:
+        return np.full(len(line_numbers), file_index < last_file)
+    return line_numbers <= last_line
+
+
 class ToShardsFn(beam.DoFn):
     """Assigns each drawing a split and a shard, and packs each shard's drawings.
 
     Outputs ((split, shard), packed chunk) per batch and shard (`pipeline.chunks`), and
-    the counts of what it kept on `stats`.
+    the counts of what it kept on `stats`. Everything after the one hash per drawing is
+    whole-batch numpy.
     """
 
     def __init__(self, config: PipelineConfig):
         self._config = config
-        self._seed_key = config.seed.to_bytes(8, "little", signed=False)
-
-    def _is_eval_by_hash(self, key_id: bytes) -> bool:
-        # Independent of --seed, so that every run and every seed splits alike.
-        digest = hashlib.blake2b(key_id, digest_size=8, person=b"quickdraw-eval").digest()
-        return int.from_bytes(digest, "little") < self._config.eval_fraction * 2**64
 
     def process(self, element, cutoffs=None):
         file_index, batch = element
         config = self._config
-        members = collections.defaultdict(list)  # (split, shard) -> [(drawing, sort key)]
-        written = collections.defaultdict(collections.Counter)
-        over_quota = 0
-        for i, (word, key_id) in enumerate(zip(batch.words, batch.key_ids)):
-            key_bytes = key_id.encode()
-            if cutoffs is None:
-                split = "eval" if self._is_eval_by_hash(key_bytes) else "train"
-            else:
+        hashes = eval_hashes(batch.key_ids)
+        word_index = {}
+        word_ids = np.array([word_index.setdefault(w, len(word_index)) for w in batch.words])
+        if cutoffs is None:
+            split_ids = is_eval(hashes, config.eval_fraction).astype(int)
+        else:
+            split_ids = np.full(len(batch), -1)  # -1: beyond the category's quota
+            for word, index in word_index.items():
                 train_last, last = cutoffs[word]
-                position = (file_index, int(batch.line_numbers[i]))
-                if train_last is not None and position <= train_last:
-                    split = "train"
-                elif position <= last:
-                    split = "eval"
-                else:
-                    over_quota += 1
-                    continue
-            sort_key = int.from_bytes(
-                hashlib.blake2b(key_bytes, digest_size=8, key=self._seed_key).digest(), "little"
-            )
-            members[(split, sort_key % config.num_shards)].append((i, sort_key))
-            written[word][split] += 1
-
-        dtype = chunks.coordinate_dtype(batch.points)
-        owner = np.repeat(np.arange(len(batch)), batch.counts)  # (points,) drawing of each
-        kept = np.zeros(len(batch), dtype=bool)
-        for shard_key, pairs in members.items():
-            drawings = [i for i, _ in pairs]
-            kept[drawings] = True
-            in_chunk = np.zeros(len(batch), dtype=bool)
-            in_chunk[drawings] = True
+                of_word = word_ids == index
+                in_train = _at_or_before(file_index, batch.line_numbers, train_last)
+                in_quota = _at_or_before(file_index, batch.line_numbers, last)
+                split_ids[of_word & in_quota] = 1
+                split_ids[of_word & in_train] = 0
+        kept = split_ids >= 0
+        keys = sort_keys(hashes, config.seed)
+        # Group by (split, shard); a stable sort keeps each group in batch order.
+        groups = split_ids * config.num_shards + (keys % np.uint64(config.num_shards)).astype(int)
+        order = np.flatnonzero(kept)
+        order = order[np.argsort(groups[order], kind="stable")]
+        counts = batch.counts[order]
+        # The points of the drawings in `order`, back to back.
+        ends = np.cumsum(counts)
+        point_rows = np.repeat(batch.offsets[order] - (ends - counts), counts) + np.arange(
+            int(ends[-1]) if len(ends) else 0
+        )
+        points = batch.points[point_rows]
+        dtype = chunks.coordinate_dtype(points)
+        group_starts = np.flatnonzero(np.diff(groups[order], prepend=-1))
+        group_ends = [*group_starts[1:].tolist(), len(order)]
+        point_ends = np.concatenate([[0], ends])
+        for start, end in zip(group_starts.tolist(), group_ends):
+            group = int(groups[order[start]])
+            members = order[start:end].tolist()
             yield (
-                shard_key,
+                (SPLITS[group // config.num_shards], group % config.num_shards),
                 chunks.pack(
-                    [key for _, key in pairs],
-                    [batch.words[i] for i in drawings],
-                    [batch.key_ids[i] for i in drawings],
-                    batch.counts[drawings],
-                    # Drawings keep their order in the batch, and `drawings` is ascending.
-                    batch.points[in_chunk[owner]],
+                    keys[order[start:end]],
+                    [batch.words[i] for i in members],
+                    [batch.key_ids[i] for i in members],
+                    counts[start:end],
+                    points[point_ends[start] : point_ends[end]],
                     dtype,
                 ),
             )
-        counts = {"written": {word: dict(c) for word, c in written.items()}}
-        counts["lengths"] = stats_lib.length_histogram(batch.lengths[kept])
+        per_word = np.bincount(
+            word_ids[kept] * 2 + split_ids[kept], minlength=2 * len(word_index)
+        ).reshape(-1, 2)
+        written = {
+            word: {split: int(n) for split, n in zip(SPLITS, per_word[index]) if n}
+            for word, index in word_index.items()
+            if per_word[index].any()
+        }
+        counts = {"written": written, "lengths": stats_lib.length_histogram(batch.lengths[kept])}
+        over_quota = int(len(batch) - kept.sum())
         if over_quota:
             counts["not_selected"] = {"over_quota": over_quota}
         yield beam.pvalue.TaggedOutput(STATS, counts)
 
 
-def encoded_records(chunk: tuple):
-    """(sort key, encoded features, word) of each drawing of a packed chunk."""
-    sort_keys, words, key_ids, counts, points = chunks.unpack(chunk)
-    ink = ink_math.deltas_batch(points, counts)  # (sum(counts - 1), 3)
-    start = 0
-    for sort_key, word, key_id, rows in zip(sort_keys, words, key_ids, (counts - 1).tolist()):
-        features = schema.encode_drawing_features(ink[start : start + rows], key_id.encode())
-        start += rows
-        yield sort_key, features, word
+def encoded_records(packed: list):
+    """(sort key, encoded features, word) of each drawing of a shard's packed chunks."""
+    parts = [chunks.unpack(chunk) for chunk in packed]
+    if not parts:
+        return []
+    sort_keys_, words, key_ids = [], [], []
+    for keys, chunk_words, chunk_key_ids, _, _ in parts:
+        sort_keys_ += keys
+        words += chunk_words
+        key_ids += chunk_key_ids
+    counts = np.concatenate([part[3] for part in parts])
+    points = np.concatenate([part[4] for part in parts])
+    ink = ink_math.deltas_batch(points, counts)  # (sum(counts - 1), 3), once per shard
+    ends = np.cumsum(counts - 1).tolist()
+    starts = [0, *ends[:-1]]
+    encode = schema.encode_drawing_features
+    return [
+        (sort_key, encode(ink[start:end], key_id.encode()), word)
+        for sort_key, word, key_id, start, end in zip(sort_keys_, words, key_ids, starts, ends)
+    ]
 
 
 class AssignShards(beam.PTransform):
@@ -336,7 +399,7 @@ class WriteShardFn(beam.DoFn):
         (split, shard), packed = element
         class_index = {name: index for index, name in enumerate(classes)}
         # Sorted by the seeded key; the encoded bytes break ties of a repeated key_id.
-        records = sorted(record for chunk in packed for record in encoded_records(chunk))
+        records = sorted(encoded_records(list(packed)))
         path = posixpath.join(
             self._config.output_dir, schema.shard_name(split, shard, self._config.num_shards)
         )
