@@ -134,6 +134,40 @@ def test_stroke_jitter_moves_whole_strokes():
     assert 0.05 < moved.std() < 0.1
 
 
+def test_stroke_reversal_draws_picked_strokes_backwards():
+    # An "L" (right, then down) and a separate tick; reversed, each stroke runs the other
+    # way but keeps its place, and end_of_stroke stays on each stroke's last point.
+    strokes = [[[0, 10, 10], [0, 0, 5]], [[2, 4], [2, 8]]]
+    backwards = [[[10, 10, 0], [5, 0, 0]], [[4, 2], [8, 2]]]
+    ink, lengths = padded([ink_math.ink_from_strokes(strokes)], time=7)
+    out = augment_batch(ink, lengths, tf.constant([1, 2]), only(stroke_reversal=1.0)).numpy()
+    np.testing.assert_allclose(out[0, :4], ink_math.ink_from_strokes(backwards), atol=1e-6)
+    np.testing.assert_array_equal(out[0, 4:], 0)
+
+
+def test_stroke_reversal_picks_strokes_at_its_rate(batch):
+    ink, lengths = batch
+    out = augment_batch(ink, lengths, tf.constant([5, 6]), only(stroke_reversal=0.5)).numpy()
+    np.testing.assert_array_equal(out[..., 2], ink[..., 2])
+    flipped = total = 0
+    for row, length in enumerate(lengths):
+        before, after = points_of(ink[row], length), points_of(out[row], length)
+        ends = np.flatnonzero(ink[row, :length, 2]) + 1  # last point of each stroke
+        for start, end in zip([0, *(ends[:-1] + 1)], ends):
+            stroke, seen = before[start : end + 1], after[start : end + 1]
+            if len(stroke) < 2 or np.allclose(stroke, stroke[::-1]):
+                continue  # a one-point stroke looks the same both ways
+            # Compare steps, not points: the points are measured from the drawing's first
+            # point, which moves when its first stroke turns.
+            steps = np.diff(seen, axis=0)
+            same = np.allclose(steps, np.diff(stroke, axis=0), atol=1e-5)
+            turned = np.allclose(steps, np.diff(stroke[::-1], axis=0), atol=1e-5)
+            assert same or turned
+            flipped += turned and not same
+            total += 1
+    assert 0.4 < flipped / total < 0.6
+
+
 def test_point_jitter_moves_every_point_by_about_sigma(batch):
     ink, lengths = batch
     sigma = 0.01
@@ -215,6 +249,7 @@ def test_real_drawings():
         ({"scale": 1.0}, "scale must be below 1"),
         ({"rotation_degrees": 200}, "rotation_degrees must be at most 180"),
         ({"point_jitter": float("nan")}, "point_jitter must be a number >= 0"),
+        ({"stroke_reversal": 1.5}, "stroke_reversal must be at most 1"),
     ],
 )
 def test_bad_strengths_are_clear_errors(values, message):

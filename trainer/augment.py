@@ -6,7 +6,9 @@ every step adds up along the drawing. So `augment_batch` works on the points the
 
 1. it recovers each drawing's normalized points by a cumulative sum of the deltas (the
    first point, which the ink drops, is the origin);
-2. it moves every point a little (point jitter) and every stroke a little (stroke jitter);
+2. it reverses the direction of some strokes (stroke reversal: players draw a circle
+   either way round), then moves every point a little (point jitter) and every stroke a
+   little (stroke jitter);
 3. it applies a random linear map: scaling of each axis, shear, then rotation;
 4. it scales x and y back to [0, 1] by the drawing's own min and max, as the pipeline and
    the serving signature do, so the model never sees a drawing out of that range;
@@ -49,6 +51,8 @@ class AugmentConfig:
         units of the drawing's normalized size.
       stroke_jitter: standard deviation of the Gaussian offset added to every stroke as a
         whole, in the same units.
+      stroke_reversal: the probability that a stroke is drawn backwards (its points in
+        reverse order; the stroke keeps its place among the others).
     """
 
     scale: float = 0.1
@@ -56,6 +60,7 @@ class AugmentConfig:
     rotation_degrees: float = 15.0
     point_jitter: float = 0.01
     stroke_jitter: float = 0.02
+    stroke_reversal: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -64,6 +69,10 @@ class AugmentConfig:
                 raise ValueError(f"augmentation {field.name} must be a number >= 0, got {value!r}")
         if self.scale >= 1:
             raise ValueError(f"augmentation scale must be below 1, got {self.scale}")
+        if self.stroke_reversal > 1:
+            raise ValueError(
+                f"augmentation stroke_reversal must be at most 1, got {self.stroke_reversal}"
+            )
         if self.rotation_degrees > 180:
             raise ValueError(
                 f"augmentation rotation_degrees must be at most 180, got {self.rotation_degrees}"
@@ -85,15 +94,21 @@ class _Randomness:
                     f"shape (2,), got dtype {seed.dtype.name} and shape {seed.shape}"
                 )
             self._generator = None
-            # One independent seed for each of the five draws below; int32 and int64 seeds
-            # of equal values split alike.
+            # One independent seed for each of the draws below; int32 and int64 seeds of
+            # equal values split alike.
             seed = tf.cast(seed, tf.int64)
-            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=5)))
+            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=6)))
 
     def uniform(self, shape, bound):
         if self._generator is not None:
             return self._generator.uniform(shape, -bound, bound)
         return tf.random.stateless_uniform(shape, next(self._seeds), -bound, bound)
+
+    def probability(self, shape):
+        """Uniform in [0, 1)."""
+        if self._generator is not None:
+            return self._generator.uniform(shape)
+        return tf.random.stateless_uniform(shape, next(self._seeds))
 
     def normal(self, shape, stddev):
         if self._generator is not None:
@@ -135,7 +150,10 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
     # point 0 starts stroke 0, like point 1 (its own end_of_stroke is not in the ink).
     stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
     stroke_of_point = tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
-    # A drawing has at most time + 1 strokes, so one offset per point slot is enough.
+    if config.stroke_reversal:
+        # A drawing has at most time + 1 strokes: one draw per point slot is enough.
+        reversed_strokes = randomness.probability([batch_size, time + 1]) < config.stroke_reversal
+        points = _reverse_strokes(points, stroke_of_point, lengths, reversed_strokes)
     stroke_offsets = randomness.normal([batch_size, time + 1, 2], config.stroke_jitter)
     points += tf.gather(stroke_offsets, stroke_of_point, batch_dims=1)
     points += randomness.normal([batch_size, time + 1, 2], config.point_jitter)
@@ -166,3 +184,25 @@ def _bounds(points, point_mask):
     lower = tf.reduce_min(tf.where(is_point, points, tf.float32.max), axis=1)
     upper = tf.reduce_max(tf.where(is_point, points, tf.float32.min), axis=1)
     return lower, upper
+
+
+def _reverse_strokes(points, stroke_of_point, lengths, reversed_strokes):
+    """Reverses the order of the points within the strokes picked by `reversed_strokes`.
+
+    Args:
+      points: (batch, time + 1, 2) points; point k of a drawing is real for k <= length.
+      stroke_of_point: (batch, time + 1) int32, the stroke of each point.
+      lengths: (batch,) int32 rows of ink.
+      reversed_strokes: (batch, time + 1) bool, indexed by stroke number.
+    """
+    batch_size, slots = tf.shape(points)[0], tf.shape(points)[1]
+    index = tf.broadcast_to(tf.range(slots)[None], [batch_size, slots])  # (batch, slots)
+    is_real = index <= lengths[:, None]
+    # One segment per (drawing, stroke); padded points go to a last, unused segment.
+    segments = batch_size * slots
+    segment = tf.where(is_real, stroke_of_point + tf.range(batch_size)[:, None] * slots, segments)
+    first = tf.gather(tf.math.unsorted_segment_min(index, segment, segments + 1), segment)
+    last = tf.gather(tf.math.unsorted_segment_max(index, segment, segments + 1), segment)
+    flip = tf.gather(reversed_strokes, stroke_of_point, batch_dims=1) & is_real
+    source = tf.where(flip, first + last - index, index)  # (batch, slots)
+    return tf.gather(points, source, batch_dims=1)
