@@ -1,9 +1,11 @@
-"""Running a command and measuring it: wall time and the peak memory of its process tree."""
+"""Running a command and measuring it: wall time, CPU time and the peak memory of its
+process tree."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import statistics
 import subprocess
 import time
@@ -16,6 +18,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 class Measurement:
     seconds: float
     peak_rss_bytes: int
+    cpu_seconds: float  # user + system time of the process and the descendants it waited for
 
 
 def _children(pid: int) -> list[int]:
@@ -42,6 +45,7 @@ def _tree_rss(pid: int) -> int:
 
 def run(command: list[str], env: dict | None = None, poll_seconds: float = 0.05) -> Measurement:
     """Runs `command` to completion; raises if it fails. Polls the tree's memory meanwhile."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = 0
@@ -49,10 +53,12 @@ def run(command: list[str], env: dict | None = None, poll_seconds: float = 0.05)
         peak = max(peak, _tree_rss(process.pid))
         time.sleep(poll_seconds)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stderr = process.stderr.read().decode(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-3000:]}")
-    return Measurement(seconds, peak)
+    return Measurement(seconds, peak, cpu_seconds)
 
 
 def marginal_rate(

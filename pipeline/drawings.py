@@ -167,15 +167,16 @@ def _coordinates(values: list) -> np.ndarray:
     return array
 
 
-_NUMBER_TYPES = frozenset((int, float))
-
-
 def _fast_coordinates(values: list) -> np.ndarray | None:
-    """float32 coordinates of a whole batch, or None if any value needs a closer look."""
-    # numpy would quietly take a JSON true as 1 or a numeric string as a number.
-    if not _NUMBER_TYPES.issuperset(map(type, values)):
+    """float32 coordinates of a whole batch, or None if any value needs a closer look.
+
+    The caller has ruled out booleans (`_may_hold_booleans`); a string, a null, a nested
+    list or an integer beyond int64 gives an array of strings or objects, or an error.
+    """
+    try:
+        array = np.array(values)
+    except (ValueError, TypeError):
         return None
-    array = np.array(values)
     if array.dtype.kind not in "iuf":
         return None
     with np.errstate(over="ignore"):
@@ -212,53 +213,134 @@ def convert_lines(
       max_points: drawings with more points are bad lines.
 
     Returns:
-      The good drawings, in order, and the bad lines with their reasons.
+      The good drawings, in order, and the bad lines with their reasons, in order.
     """
     bad: list[BadLine] = []
-    kept = []  # (line_number, word, key_id, recognized, x lists, y lists, stroke_lengths, line)
+    parsed = []  # (line_number, record, line)
     for line_number, line in lines:
+        if not line.strip():
+            bad.append(BadLine(line_number, "blank_line", line))
+            continue
         try:
-            if not line.strip():
-                raise _Reject("blank_line")
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise _Reject(_reject_reason_of_line(line)) from None
+            parsed.append((line_number, orjson.loads(line), line))
+        except orjson.JSONDecodeError:
+            bad.append(BadLine(line_number, _reject_reason_of_line(line), line))
+    batch = _whole_batch(parsed, max_points)
+    if batch is None:
+        batch = _line_by_line(parsed, max_points, bad)
+        bad.sort(key=lambda item: item.line_number)
+    return batch, bad
+
+
+_DICT_TYPE = frozenset((dict,))
+_STR_TYPE = frozenset((str,))
+_KEY_ID_TYPES = frozenset((str, int))
+
+
+def _whole_batch(parsed: list, max_points: int) -> DrawingBatch | None:
+    """The fast path: every check over the whole batch at once, in C loops (map, set, min,
+    comprehensions). Returns None when any record fails any check; `_line_by_line` then
+    finds which records and why."""
+    if not parsed:
+        return None
+    records = [item[1] for item in parsed]
+    if not _DICT_TYPE.issuperset(map(type, records)):
+        return None
+    words = [record.get("word") for record in records]
+    key_ids = [record.get("key_id") for record in records]
+    drawings = [record.get("drawing") for record in records]
+    if not (_STR_TYPE.issuperset(map(type, words)) and all(words)):
+        return None
+    key_id_types = set(map(type, key_ids))  # bool is a type of its own: rejected here
+    if not _KEY_ID_TYPES.issuperset(key_id_types) or "" in key_ids:
+        return None
+    if int in key_id_types:
+        key_ids = [str(key_id) for key_id in key_ids]
+    if not (_LIST_TYPE.issuperset(map(type, drawings)) and all(drawings)):
+        return None
+    strokes = list(itertools.chain.from_iterable(drawings))
+    if not _LIST_TYPE.issuperset(map(type, strokes)) or min(map(len, strokes)) < 2:
+        return None
+    xs = [stroke[0] for stroke in strokes]
+    ys = [stroke[1] for stroke in strokes]
+    if not (_LIST_TYPE.issuperset(map(type, xs)) and _LIST_TYPE.issuperset(map(type, ys))):
+        return None
+    stroke_lengths = list(map(len, xs))
+    if stroke_lengths != list(map(len, ys)) or min(stroke_lengths) == 0:
+        return None
+    strokes_per_drawing = np.fromiter(map(len, drawings), dtype=np.int64, count=len(drawings))
+    first_strokes = np.cumsum(strokes_per_drawing) - strokes_per_drawing
+    counts = np.add.reduceat(np.array(stroke_lengths, dtype=np.int64), first_strokes)
+    if counts.min() < 2 or counts.max() > max_points:
+        return None
+    if _may_hold_booleans(b"".join([item[2] for item in parsed])):
+        return None
+    x_array = _fast_coordinates(list(itertools.chain.from_iterable(xs)))
+    y_array = _fast_coordinates(list(itertools.chain.from_iterable(ys)))
+    if x_array is None or y_array is None:
+        return None
+    return DrawingBatch(
+        line_numbers=np.array([item[0] for item in parsed], dtype=np.int64),
+        words=words,
+        key_ids=key_ids,
+        recognized=np.array([record.get("recognized") is not False for record in records]),
+        counts=counts,
+        points=_points(x_array, y_array, stroke_lengths),
+    )
+
+
+def _may_hold_booleans(text: bytes) -> bool:
+    """Whether a JSON true or false may sit among the coordinates of these lines.
+
+    numpy would quietly read true as 1 among numbers, so each coordinate's type would
+    need checking; instead, every "true" and "false" in the lines' text must belong to
+    a `"recognized":true` or `"recognized":false` pair (that text, quotes unescaped,
+    cannot occur inside a JSON string). Any other occurrence sends the batch down the
+    careful path. Lines end with a newline, so no literal spans two lines.
+    """
+    literals = text.count(b"true") + text.count(b"false")
+    return bool(literals) and literals != (
+        text.count(b'"recognized":true') + text.count(b'"recognized":false')
+    )
+
+
+def _points(x_array: np.ndarray, y_array: np.ndarray, stroke_lengths: list) -> np.ndarray:
+    """(total points, 3) float32: x, y and end_of_stroke on each stroke's last point."""
+    points = np.zeros((len(x_array), 3), dtype=np.float32)
+    if len(x_array):
+        points[:, ink_math.X] = x_array
+        points[:, ink_math.Y] = y_array
+        points[np.cumsum(stroke_lengths) - 1, ink_math.END_OF_STROKE] = 1
+    return points
+
+
+def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]) -> DrawingBatch:
+    """The careful path: each record on its own; bad records are added to `bad`."""
+    kept = []  # (line_number, word, key_id, recognized, x lists, y lists, stroke_lengths, line)
+    for line_number, record, line in parsed:
+        try:
             kept.append((line_number, *_structure(record, max_points), line))
         except _Reject as reject:
             bad.append(BadLine(line_number, reject.reason, line))
-
+    survivors = []
+    for item in kept:
+        try:
+            _coordinates(list(itertools.chain.from_iterable(item[4])))
+            _coordinates(list(itertools.chain.from_iterable(item[5])))
+            survivors.append(item)
+        except _Reject as reject:
+            bad.append(BadLine(item[0], reject.reason, item[7]))
+    kept = survivors
     xs, ys = _flat_coordinates(kept)
-    x_array, y_array = _fast_coordinates(xs), _fast_coordinates(ys)
-    if x_array is None or y_array is None:
-        # Some drawing has a bad coordinate: find it, then take the fast path again.
-        survivors = []
-        for item in kept:
-            try:
-                _coordinates(list(itertools.chain.from_iterable(item[4])))
-                _coordinates(list(itertools.chain.from_iterable(item[5])))
-                survivors.append(item)
-            except _Reject as reject:
-                bad.append(BadLine(item[0], reject.reason, item[7]))
-        kept = survivors
-        bad.sort(key=lambda b: b.line_number)
-        xs, ys = _flat_coordinates(kept)
-        with np.errstate(over="ignore"):  # every survivor is finite in float32
-            x_array = np.array(xs, dtype=np.float64).astype(np.float32)
-            y_array = np.array(ys, dtype=np.float64).astype(np.float32)
-
-    points = np.zeros((len(xs), 3), dtype=np.float32)  # (total points, 3)
-    if len(xs):
-        points[:, ink_math.X] = x_array
-        points[:, ink_math.Y] = y_array
-        stroke_ends = np.cumsum(list(itertools.chain.from_iterable(item[6] for item in kept))) - 1
-        points[stroke_ends, ink_math.END_OF_STROKE] = 1
-    batch = DrawingBatch(
+    with np.errstate(over="ignore"):  # every survivor is finite in float32
+        x_array = np.array(xs, dtype=np.float64).astype(np.float32)
+        y_array = np.array(ys, dtype=np.float64).astype(np.float32)
+    stroke_lengths = list(itertools.chain.from_iterable(item[6] for item in kept))
+    return DrawingBatch(
         line_numbers=np.array([item[0] for item in kept], dtype=np.int64),
         words=[item[1] for item in kept],
         key_ids=[item[2] for item in kept],
         recognized=np.array([item[3] for item in kept], dtype=bool),
         counts=np.array([sum(item[6]) for item in kept], dtype=np.int64),
-        points=points,
+        points=_points(x_array, y_array, stroke_lengths),
     )
-    return batch, bad

@@ -20,6 +20,9 @@ import numpy as np
 import orjson
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline import chunks, schema
 from pipeline import ink as ink_math
@@ -271,13 +274,43 @@ def _at_or_before(file_index: int, line_numbers: np.ndarray, position) -> np.nda
 class ToShardsFn(beam.DoFn):
     """Assigns each drawing a split and a shard, and packs each shard's drawings.
 
-    Outputs ((split, shard), packed chunk) per batch and shard (`pipeline.chunks`), and
-    the counts of what it kept on `stats`. Everything after the one hash per drawing is
-    whole-batch numpy.
+    Outputs ((split, shard), packed chunk) (`pipeline.chunks`), and the counts of what it
+    kept on `stats`. Everything after the one hash per drawing is whole-batch numpy.
+    Drawings are buffered per shard across the batches of a bundle and packed together
+    when the buffer holds `FLUSH_DRAWINGS` or the bundle ends: a few large chunks per
+    shard instead of one small chunk per batch and shard (small input files give small
+    batches), which is what the shuffle pays for per element.
     """
+
+    FLUSH_DRAWINGS = 50_000
 
     def __init__(self, config: PipelineConfig):
         self._config = config
+
+    def start_bundle(self):
+        self._buffer = collections.defaultdict(list)  # (split, shard) -> [parts]
+        self._buffered = 0
+
+    def _flush(self):
+        for shard_key, parts in self._buffer.items():
+            points = np.concatenate([part[4] for part in parts])
+            yield (
+                shard_key,
+                chunks.pack(
+                    np.concatenate([part[0] for part in parts]),
+                    [word for part in parts for word in part[1]],
+                    [key_id for part in parts for key_id in part[2]],
+                    np.concatenate([part[3] for part in parts]),
+                    points,
+                    chunks.coordinate_dtype(points),
+                ),
+            )
+        self._buffer.clear()
+        self._buffered = 0
+
+    def finish_bundle(self):
+        for shard_chunk in self._flush():
+            yield WindowedValue(shard_chunk, MIN_TIMESTAMP, [GlobalWindow()])
 
     def process(self, element, cutoffs=None):
         file_index, batch = element
@@ -309,24 +342,24 @@ class ToShardsFn(beam.DoFn):
             int(ends[-1]) if len(ends) else 0
         )
         points = batch.points[point_rows]
-        dtype = chunks.coordinate_dtype(points)
         group_starts = np.flatnonzero(np.diff(groups[order], prepend=-1))
         group_ends = [*group_starts[1:].tolist(), len(order)]
         point_ends = np.concatenate([[0], ends])
         for start, end in zip(group_starts.tolist(), group_ends):
             group = int(groups[order[start]])
             members = order[start:end].tolist()
-            yield (
-                (SPLITS[group // config.num_shards], group % config.num_shards),
-                chunks.pack(
+            self._buffer[(SPLITS[group // config.num_shards], group % config.num_shards)].append(
+                (
                     keys[order[start:end]],
                     [batch.words[i] for i in members],
                     [batch.key_ids[i] for i in members],
                     counts[start:end],
                     points[point_ends[start] : point_ends[end]],
-                    dtype,
-                ),
+                )
             )
+        self._buffered += len(order)
+        if self._buffered >= self.FLUSH_DRAWINGS:
+            yield from self._flush()
         per_word = np.bincount(
             word_ids[kept] * 2 + split_ids[kept], minlength=2 * len(word_index)
         ).reshape(-1, 2)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import orjson
 import pytest
 
 from pipeline import drawings, ink
@@ -65,6 +66,46 @@ def test_other_non_numeric_coordinates(coordinate):
     batch, bad = drawings.convert_lines([(1, line), (2, GOOD)], MAX_POINTS)
     assert [b.reason for b in bad] == ["non_numeric_coordinate"]
     assert len(batch) == 1
+
+
+# Real files are compact JSON (`"recognized":true`, no spaces): whole batches of such lines
+# take the fast path, which must reject exactly what the careful path rejects.
+RECORDS = [
+    {"word": "cat", "key_id": "1", "recognized": True, "drawing": [[[0, 10, 20], [0, 5, 0]]]},
+    {"word": "dog", "key_id": 2, "recognized": False, "drawing": [[[1.5, 3], [2, 4]], [[7], [8]]]},
+    {"key_id": "3", "word": "cat", "drawing": [[[0, 255], [255, 0], [0, 9]]]},
+]
+
+
+def _compact(record) -> bytes:
+    return orjson.dumps(record) + b"\n"
+
+
+def test_fast_and_careful_paths_agree():
+    compact = [(i + 1, _compact(record)) for i, record in enumerate(RECORDS)]
+    spaced = [(i + 1, (json.dumps(record) + "\n").encode()) for i, record in enumerate(RECORDS)]
+    assert not any(drawings._may_hold_booleans(line) for _, line in compact)
+    assert any(drawings._may_hold_booleans(line) for _, line in spaced)  # careful path
+    fast, fast_bad = drawings.convert_lines(compact, MAX_POINTS)
+    careful, careful_bad = drawings.convert_lines(spaced, MAX_POINTS)
+    assert fast_bad == careful_bad == []
+    assert fast.key_ids == careful.key_ids == ["1", "2", "3"]
+    assert fast.words == careful.words
+    assert fast.recognized.tolist() == careful.recognized.tolist() == [True, False, True]
+    assert fast.counts.tolist() == careful.counts.tolist() == [3, 3, 2]
+    np.testing.assert_array_equal(fast.points, careful.points)
+
+
+@pytest.mark.parametrize(
+    "coordinate", [True, False, None, "12", [1]], ids=["true", "false", "null", "string", "list"]
+)
+@pytest.mark.parametrize("recognized", [True, False])
+def test_the_fast_path_rejects_non_numbers(coordinate, recognized):
+    bad_record = {**RECORDS[0], "recognized": recognized, "drawing": [[[0, coordinate], [0, 1]]]}
+    lines = [(1, _compact(RECORDS[0])), (2, _compact(bad_record)), (3, _compact(RECORDS[2]))]
+    batch, bad = drawings.convert_lines(lines, MAX_POINTS)
+    assert [(b.line_number, b.reason) for b in bad] == [(2, "non_numeric_coordinate")]
+    assert batch.key_ids == ["1", "3"]
 
 
 def test_integers_beyond_int64_are_numbers_when_float32_holds_them():

@@ -79,12 +79,29 @@ def test_assign_shards_by_hash_is_deterministic_and_complete(tmp_path):
         assert_that(flat, equal_to(expected))
 
 
-def _run_to_shards(config, batch, cutoffs=None):
-    return [
-        output
-        for output in transforms.ToShardsFn(config).process((0, batch), cutoffs)
-        if not isinstance(output, beam.pvalue.TaggedOutput)
-    ]
+def _run_to_shards(config, batch, cutoffs=None, batches=1, flush_drawings=None):
+    """ToShardsFn's main outputs for `batches` copies of `batch` in one bundle."""
+    fn = transforms.ToShardsFn(config)
+    if flush_drawings:
+        fn.FLUSH_DRAWINGS = flush_drawings
+    fn.start_bundle()
+    outputs = [output for _ in range(batches) for output in fn.process((0, batch), cutoffs)]
+    outputs += [windowed.value for windowed in fn.finish_bundle()]
+    return [output for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput)]
+
+
+def test_to_shards_packs_a_bundle_into_one_chunk_per_shard(tmp_path):
+    config = PipelineConfig(output_dir=str(tmp_path), split="hash", num_shards=3, eval_fraction=0.5)
+    batch = _batch([str(1000 + i) for i in range(200)])
+    bundled = _run_to_shards(config, batch, batches=4)
+    assert len(bundled) == 6  # 2 splits x 3 shards
+    assert sum(len(chunks.unpack(chunk)[0]) for _, chunk in bundled) == 800
+    # A full buffer is packed before the bundle ends.
+    flushed = _run_to_shards(config, batch, batches=4, flush_drawings=200)
+    assert len(flushed) == 4 * 6
+    assert sorted(
+        (shard_key, key) for shard_key, chunk in flushed for key in chunks.unpack(chunk)[0]
+    ) == sorted((shard_key, key) for shard_key, chunk in bundled for key in chunks.unpack(chunk)[0])
 
 
 def test_first_positions_keeps_the_earliest_per_category():
