@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline import ink as ink_math
 from trainer import config as config_lib
 from trainer import model as model_lib
 
@@ -52,10 +53,11 @@ def test_layers_are_named():
     assert {"conv_dropout_1", "rnn_dropout_1", "sum_over_time", "logits"} <= names
 
 
-@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
-def test_prediction_does_not_depend_on_padding(cell_type):
+@pytest.mark.parametrize("cell_type, positions", [("lstm", False), ("gru", False), ("lstm", True)])
+def test_prediction_does_not_depend_on_padding(cell_type, positions):
     """The tutorial's conv stack leaked the padding into the sum; here it must not."""
-    model = model_lib.build_model(tiny_config("--batch_norm", f"--cell_type={cell_type}"), 7)
+    flags = ("--batch_norm", f"--cell_type={cell_type}", f"--positions={positions}")
+    model = model_lib.build_model(tiny_config(*flags), 7)
     # Batch norm shifts zeros away from zero: give it non-trivial statistics first.
     for layer in model.layers:
         if layer.name.startswith("conv_batch_norm"):
@@ -67,6 +69,33 @@ def test_prediction_does_not_depend_on_padding(cell_type):
     logits_alone = model(alone, training=False).numpy()[0]
     logits_padded = model(padded, training=False).numpy()[1]
     np.testing.assert_allclose(logits_padded, logits_alone, rtol=0, atol=1e-5)
+
+
+def test_positions_are_the_scaled_points():
+    # Two drawings, padded; the positions layer must find each point where the pipeline's
+    # scaling put it (the first point, which the ink drops, included in the range).
+    drawings = [
+        np.array([[50, 80, 0], [10, 80, 0], [30, 20, 1], [90, 60, 1]], np.float32),
+        np.array([[0, 0, 0], [7, 0, 1], [7, 3, 1]], np.float32),
+    ]
+    inks = [ink_math.deltas(points) for points in drawings]
+    batch = np.zeros((2, 5, 3), np.float32)
+    for row, ink in enumerate(inks):
+        batch[row, : len(ink)] = ink
+    lengths = np.array([len(ink) for ink in inks], np.int32)
+    mask = np.arange(5)[None, :] < lengths[:, None]
+    out = model_lib.InkPositions()(batch, mask).numpy()
+    np.testing.assert_array_equal(out[..., :3], batch)
+    for row, points in enumerate(drawings):
+        scaled = ink_math.normalize(points)[1:, :2] - 0.5
+        np.testing.assert_allclose(out[row, : lengths[row], 3:], scaled, atol=1e-6)
+        np.testing.assert_array_equal(out[row, lengths[row] :], 0)
+
+
+def test_parameter_count_with_positions():
+    plain = model_lib.build_model(tiny_config(), num_classes=7).count_params()
+    model = model_lib.build_model(tiny_config("--positions"), num_classes=7)
+    assert model.count_params() == plain + 3 * 2 * 4  # the first conv reads 2 more channels
 
 
 def test_batch_norm_statistics_ignore_padding():

@@ -44,6 +44,7 @@ TUTORIAL = {
     "label_smoothing": 0.0,
     "weight_decay": 0.0,
     "augment": False,
+    "positions": False,
 }
 
 # A laptop recipe, sized so that 26 categories x 120 drawings train in about ten minutes
@@ -100,6 +101,7 @@ class Config:
     label_smoothing: float
     weight_decay: float
     augment: bool
+    positions: bool
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -109,6 +111,7 @@ class Config:
         values = json.loads(text)
         values["num_conv"] = tuple(values["num_conv"])
         values["conv_len"] = tuple(values["conv_len"])
+        values.setdefault("positions", False)  # config.json of models from before the flag
         return cls(**values)
 
 
@@ -244,6 +247,13 @@ def make_parser() -> argparse.ArgumentParser:
     model.add_argument("--cell_type", choices=CELL_TYPES, help="recurrent cell (lstm)")
     model.add_argument("--batch_norm", type=_bool, nargs="?", const=True, help="batch norm (false)")
     model.add_argument("--dropout", type=_fraction, help="dropout rate (0.3)")
+    model.add_argument(
+        "--positions",
+        type=_bool,
+        nargs="?",
+        const=True,
+        help="also feed each point's position, recovered from the ink, to the convolutions (false)",
+    )
 
     training = parser.add_argument_group("training")
     training.add_argument("--learning_rate", type=_positive_float, help="peak rate (0.0001)")

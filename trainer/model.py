@@ -56,6 +56,37 @@ class ZeroPadding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="trainer")
+class InkPositions(keras.layers.Layer):
+    """(batch, time, 3) ink -> (batch, time, 5): the ink and each point's position.
+
+    The ink holds steps between points; a convolution over a few steps sees the shape of
+    the stroke there but not where on the drawing it is. The positions come back from
+    the steps: their running sum is each point relative to the dropped first point, and
+    since the pipeline scaled x and y to [0, 1], subtracting the smallest value (or 0,
+    the first point) gives the point's scaled position. Centred on 0 (minus 0.5), zero
+    on padded steps.
+    """
+
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, inputs, mask):
+        real = ops.expand_dims(mask, -1)  # (batch, time, 1)
+        steps = ops.where(real, inputs[..., :2], ops.zeros_like(inputs[..., :2]))
+        relative = ops.cumsum(steps, axis=1)  # (batch, time, 2)
+        lowest = ops.min(ops.where(real, relative, ops.full_like(relative, 2.0)), axis=1)
+        lowest = ops.minimum(lowest, 0.0)  # (batch, 2): the first point counts too
+        positions = relative - ops.expand_dims(lowest, 1) - 0.5
+        positions = ops.where(real, positions, ops.zeros_like(positions))
+        return ops.concatenate([inputs, positions], axis=-1)
+
+    def compute_output_spec(self, inputs, mask):
+        return keras.KerasTensor((inputs.shape[0], inputs.shape[1], 5), dtype=inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="trainer")
 class MaskedSum(keras.layers.Layer):
     """(batch, time, channels) -> (batch, channels): the sum over each drawing's real steps."""
 
@@ -137,6 +168,8 @@ def build_model(config: Config, num_classes: int) -> keras.Model:
     mask = StepMask(name="step_mask")(lengths, ink)  # (batch, time)
 
     steps = ink
+    if config.positions:
+        steps = InkPositions(name="positions")(ink, mask)  # (batch, time, 5)
     for index, (filters, width) in enumerate(zip(config.num_conv, config.conv_len)):
         if config.batch_norm:
             steps = MaskedBatchNormalization(name=f"conv_batch_norm_{index}")(steps, mask)
@@ -174,6 +207,8 @@ def inference_logits(model: keras.Model, config: Config, ink, lengths):
     """
     mask = model.get_layer("step_mask")(lengths, ink)  # (batch, time)
     steps = ink
+    if config.positions:
+        steps = model.get_layer("positions")(ink, mask)  # (batch, time, 5)
     for index in range(len(config.num_conv)):
         if config.batch_norm:
             steps = model.get_layer(f"conv_batch_norm_{index}")(steps, mask, training=False)
