@@ -10,7 +10,9 @@ wherever it is cheapest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import itertools
 from collections.abc import Sequence
 
@@ -215,6 +217,30 @@ def convert_lines(
     Returns:
       The good drawings, in order, and the bad lines with their reasons, in order.
     """
+    with without_cyclic_gc():
+        return _convert_lines(lines, max_points)
+
+
+@contextlib.contextmanager
+def without_cyclic_gc():
+    """Pauses Python's cyclic garbage collector (for code that makes no reference cycles).
+
+    Parsing a batch allocates tens of thousands of lists and dicts, each of which counts
+    towards the collector's next run, and a full run walks every live object of the
+    worker (Beam's buffers included): measured on 520k drawings, the collections took a
+    third of the pipeline's time. Parsed JSON holds no reference cycles, so reference
+    counting frees all of it; nothing is left for the collector to find.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _convert_lines(lines, max_points):
     bad: list[BadLine] = []
     parsed = []  # (line_number, record, line)
     for line_number, line in lines:

@@ -28,7 +28,7 @@ from pipeline import chunks, schema
 from pipeline import ink as ink_math
 from pipeline import stats as stats_lib
 from pipeline.config import PipelineConfig
-from pipeline.drawings import REASONS, BadLine, DrawingBatch, convert_lines
+from pipeline.drawings import REASONS, BadLine, DrawingBatch, convert_lines, without_cyclic_gc
 from pipeline.inputs import InputFile
 
 BATCH_LINES = 1000
@@ -432,7 +432,8 @@ class WriteShardFn(beam.DoFn):
         (split, shard), packed = element
         class_index = {name: index for index, name in enumerate(classes)}
         # Sorted by the seeded key; the encoded bytes break ties of a repeated key_id.
-        records = sorted(encoded_records(list(packed)))
+        with without_cyclic_gc():  # half a million small tuples, none in a cycle
+            records = sorted(encoded_records(list(packed)))
         path = posixpath.join(
             self._config.output_dir, schema.shard_name(split, shard, self._config.num_shards)
         )
