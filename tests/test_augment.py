@@ -14,7 +14,9 @@ from trainer_fixtures import read_drawings, require_shared_quickdraw
 from pipeline import ink as ink_math
 from trainer.augment import AugmentConfig, augment_batch
 
-NONE = AugmentConfig(scale=0, shear=0, rotation_degrees=0, point_jitter=0, stroke_jitter=0)
+NONE = AugmentConfig(
+    scale=0, shear=0, rotation_degrees=0, point_jitter=0, stroke_jitter=0, stroke_reversal=0
+)
 
 
 def only(**strengths):

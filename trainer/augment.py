@@ -52,7 +52,8 @@ class AugmentConfig:
       stroke_jitter: standard deviation of the Gaussian offset added to every stroke as a
         whole, in the same units.
       stroke_reversal: the probability that a stroke is drawn backwards (its points in
-        reverse order; the stroke keeps its place among the others).
+        reverse order; the stroke keeps its place among the others). Of all the
+        distortions this one helped most on held-out drawings (README, "Accuracy").
     """
 
     scale: float = 0.1
@@ -60,7 +61,7 @@ class AugmentConfig:
     rotation_degrees: float = 15.0
     point_jitter: float = 0.01
     stroke_jitter: float = 0.02
-    stroke_reversal: float = 0.0
+    stroke_reversal: float = 0.3
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
