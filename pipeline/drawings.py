@@ -108,10 +108,9 @@ def _key_id(value) -> str:
 
 
 def _structure(record, max_points: int):
-    """Checks one parsed line.
+    """Checks one parsed line, stroke by stroke, naming its first fault (the careful path).
 
-    Returns (word, key_id, recognized, x lists, y lists, stroke lengths): the strokes'
-    coordinate lists as they are, flattened later for the whole batch.
+    Returns (word, key_id, recognized, xs, ys, stroke_lengths).
     """
     if not isinstance(record, dict):
         raise _Reject("not_an_object")
@@ -122,40 +121,27 @@ def _structure(record, max_points: int):
     strokes = record.get("drawing")
     if not isinstance(strokes, list) or not strokes:
         raise _Reject("missing_drawing")
-    # Whole-drawing checks first, in C loops (map, set, min); a drawing that fails any
-    # of them is looked at stroke by stroke to name the first fault.
-    if _LIST_TYPE.issuperset(map(type, strokes)) and min(map(len, strokes)) >= 2:
-        xs = [stroke[0] for stroke in strokes]
-        ys = [stroke[1] for stroke in strokes]
-        if _LIST_TYPE.issuperset(map(type, xs)) and _LIST_TYPE.issuperset(map(type, ys)):
-            stroke_lengths = list(map(len, xs))
-            if stroke_lengths == list(map(len, ys)) and min(stroke_lengths) > 0:
-                total = sum(stroke_lengths)
-                if total < 2:
-                    raise _Reject("too_few_points")
-                if total > max_points:
-                    raise _Reject("too_many_points")
-                recognized = record.get("recognized") is not False
-                return word, key_id, recognized, xs, ys, stroke_lengths
-    raise _Reject(_stroke_fault(strokes))
-
-
-_LIST_TYPE = frozenset((list,))
-
-
-def _stroke_fault(strokes: list) -> str:
-    """The reason of the first stroke that is not a pair of equal, non-empty lists."""
+    xs: list = []
+    ys: list = []
+    stroke_lengths = []
     for stroke in strokes:
         if not isinstance(stroke, list) or len(stroke) < 2:
-            return "bad_stroke"
+            raise _Reject("bad_stroke")
         x, y = stroke[0], stroke[1]
         if not isinstance(x, list) or not isinstance(y, list):
-            return "bad_stroke"
+            raise _Reject("bad_stroke")
         if len(x) != len(y):
-            return "xy_length_mismatch"
+            raise _Reject("xy_length_mismatch")
         if not x:
-            return "empty_stroke"
-    raise AssertionError("every stroke is well-formed")
+            raise _Reject("empty_stroke")
+        xs += x
+        ys += y
+        stroke_lengths.append(len(x))
+    if len(xs) < 2:
+        raise _Reject("too_few_points")
+    if len(xs) > max_points:
+        raise _Reject("too_many_points")
+    return word, key_id, record.get("recognized") is not False, xs, ys, stroke_lengths
 
 
 def _coordinates(values: list) -> np.ndarray:
@@ -186,14 +172,6 @@ def _fast_coordinates(values: list) -> np.ndarray | None:
     if not np.isfinite(array).all():
         return None
     return array
-
-
-def _flat_coordinates(kept: list) -> tuple[list, list]:
-    """All x and all y values of the kept drawings, in order, as two flat lists."""
-    flat = itertools.chain.from_iterable
-    xs = list(flat(flat(item[4] for item in kept)))
-    ys = list(flat(flat(item[5] for item in kept)))
-    return xs, ys
 
 
 def _reject_reason_of_line(line: bytes) -> str:
@@ -259,6 +237,7 @@ def _convert_lines(lines, max_points):
 
 
 _DICT_TYPE = frozenset((dict,))
+_LIST_TYPE = frozenset((list,))
 _STR_TYPE = frozenset((str,))
 _KEY_ID_TYPES = frozenset((str, int))
 
@@ -342,31 +321,23 @@ def _points(x_array: np.ndarray, y_array: np.ndarray, stroke_lengths: list) -> n
 
 def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]) -> DrawingBatch:
     """The careful path: each record on its own; bad records are added to `bad`."""
-    kept = []  # (line_number, word, key_id, recognized, x lists, y lists, stroke_lengths, line)
+    kept = []  # (line_number, word, key_id, recognized, xs, ys, stroke_lengths)
     for line_number, record, line in parsed:
         try:
-            kept.append((line_number, *_structure(record, max_points), line))
+            word, key_id, recognized, xs, ys, stroke_lengths = _structure(record, max_points)
+            x_array, y_array = _coordinates(xs), _coordinates(ys)
         except _Reject as reject:
             bad.append(BadLine(line_number, reject.reason, line))
-    survivors = []
-    for item in kept:
-        try:
-            _coordinates(list(itertools.chain.from_iterable(item[4])))
-            _coordinates(list(itertools.chain.from_iterable(item[5])))
-            survivors.append(item)
-        except _Reject as reject:
-            bad.append(BadLine(item[0], reject.reason, item[7]))
-    kept = survivors
-    xs, ys = _flat_coordinates(kept)
-    with np.errstate(over="ignore"):  # every survivor is finite in float32
-        x_array = np.array(xs, dtype=np.float64).astype(np.float32)
-        y_array = np.array(ys, dtype=np.float64).astype(np.float32)
+            continue
+        kept.append((line_number, word, key_id, recognized, x_array, y_array, stroke_lengths))
+    x_array = np.concatenate([item[4] for item in kept] or [np.zeros(0, np.float32)])
+    y_array = np.concatenate([item[5] for item in kept] or [np.zeros(0, np.float32)])
     stroke_lengths = list(itertools.chain.from_iterable(item[6] for item in kept))
     return DrawingBatch(
         line_numbers=np.array([item[0] for item in kept], dtype=np.int64),
         words=[item[1] for item in kept],
         key_ids=[item[2] for item in kept],
         recognized=np.array([item[3] for item in kept], dtype=bool),
-        counts=np.array([sum(item[6]) for item in kept], dtype=np.int64),
+        counts=np.array([len(item[4]) for item in kept], dtype=np.int64),
         points=_points(x_array, y_array, stroke_lengths),
     )
