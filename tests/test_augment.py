@@ -4,6 +4,7 @@ determinism, and real drawings."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -15,7 +16,13 @@ from pipeline import ink as ink_math
 from trainer.augment import AugmentConfig, augment_batch
 
 NONE = AugmentConfig(
-    scale=0, shear=0, rotation_degrees=0, point_jitter=0, stroke_jitter=0, stroke_reversal=0
+    scale=0,
+    shear=0,
+    rotation_degrees=0,
+    point_jitter=0,
+    stroke_jitter=0,
+    stroke_reversal=0,
+    stroke_order=0,
 )
 
 
@@ -48,14 +55,14 @@ def points_of(ink, length):
     return np.concatenate([np.zeros((1, 2)), np.cumsum(ink[:length, :2], axis=0)])
 
 
-def random_drawings(count, seed=0):
+def random_drawings(count, seed=0, shortest_stroke=1):
     """Drawings of random lengths and strokes, as normalized ink."""
     rng = np.random.default_rng(seed)
     inks = []
     for _ in range(count):
         strokes = [
             [list(rng.integers(0, 256, size)), list(rng.integers(0, 256, size))]
-            for size in rng.integers(1, 12, rng.integers(1, 5))
+            for size in rng.integers(shortest_stroke, 12, rng.integers(1, 5))
         ]
         if sum(len(xs) for xs, _ in strokes) >= 2:
             inks.append(ink_math.ink_from_strokes(strokes))
@@ -170,6 +177,60 @@ def test_stroke_reversal_picks_strokes_at_its_rate(batch):
     assert 0.4 < flipped / total < 0.6
 
 
+def strokes_of(ink, length):
+    """One drawing's strokes, each a (points, 2) array, the drawing's lowest x and y at 0."""
+    points = points_of(ink, length)
+    points -= points.min(axis=0)
+    ends = np.flatnonzero(ink[:length, 2]) + 1  # last point of each stroke
+    return np.split(points, ends[:-1] + 1)
+
+
+def same_order(strokes, others):
+    return len(strokes) == len(others) and all(
+        len(a) == len(b) and np.allclose(a, b, atol=1e-5) for a, b in zip(strokes, others)
+    )
+
+
+def order_of(strokes, original):
+    """The order in which `strokes` draws the strokes of `original`, or None if it does not
+    draw each of them exactly once."""
+    for order in itertools.permutations(range(len(original))):
+        if same_order(strokes, [original[i] for i in order]):
+            return order
+    return None
+
+
+def test_stroke_order_draws_the_same_strokes_in_another_order():
+    # Three strokes: whichever order comes out, each keeps its points and direction, and
+    # end_of_stroke closes each one.
+    strokes = [[[0, 10, 20], [0, 5, 0]], [[30, 40], [30, 40]], [[50, 60, 70], [10, 20, 0]]]
+    ink, lengths = padded([ink_math.ink_from_strokes(strokes)] * 32, time=10)
+    out = augment_batch(ink, lengths, tf.constant([3, 4]), only(stroke_order=1.0)).numpy()
+    original = strokes_of(ink[0], 7)
+    orders = {order_of(strokes_of(row, 7), original) for row in out}
+    assert None not in orders
+    assert len(orders) == 6
+    np.testing.assert_array_equal(out[:, 7:], 0)
+
+
+def test_stroke_order_shuffles_drawings_at_its_rate():
+    # Strokes of two points or more: the ink has no end_of_stroke for a drawing's first
+    # point, so a one-point stroke moved to the front joins the next stroke.
+    ink, lengths = padded(random_drawings(400, seed=3, shortest_stroke=2))
+    out = augment_batch(ink, lengths, tf.constant([7, 8]), only(stroke_order=0.5)).numpy()
+    moved, expected = [], []
+    for row, length in enumerate(lengths):
+        before, after = strokes_of(ink[row], length), strokes_of(out[row], length)
+        order = order_of(after, before)
+        assert order is not None
+        if len(before) > 1:
+            moved.append(order != tuple(range(len(before))))
+            # A shuffle of n strokes keeps their order with probability 1 / n!.
+            expected.append(0.5 * (1 - 1 / math.factorial(len(before))))
+    assert len(moved) > 200
+    assert abs(np.mean(moved) - np.mean(expected)) < 0.08
+
+
 def test_point_jitter_moves_every_point_by_about_sigma(batch):
     ink, lengths = batch
     sigma = 0.01
@@ -252,6 +313,7 @@ def test_real_drawings():
         ({"rotation_degrees": 200}, "rotation_degrees must be at most 180"),
         ({"point_jitter": float("nan")}, "point_jitter must be a number >= 0"),
         ({"stroke_reversal": 1.5}, "stroke_reversal must be at most 1"),
+        ({"stroke_order": 2}, "stroke_order must be at most 1"),
     ],
 )
 def test_bad_strengths_are_clear_errors(values, message):

@@ -54,6 +54,9 @@ class AugmentConfig:
       stroke_reversal: the probability that a stroke is drawn backwards (its points in
         reverse order; the stroke keeps its place among the others). Of all the
         distortions this one helped most on held-out drawings (README, "Accuracy").
+      stroke_order: the probability that a drawing's strokes are drawn in a random order
+        (each stroke keeps its own points and direction; the pen then jumps between them
+        in the new order).
     """
 
     scale: float = 0.1
@@ -62,6 +65,7 @@ class AugmentConfig:
     point_jitter: float = 0.01
     stroke_jitter: float = 0.02
     stroke_reversal: float = 0.3
+    stroke_order: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -70,10 +74,11 @@ class AugmentConfig:
                 raise ValueError(f"augmentation {field.name} must be a number >= 0, got {value!r}")
         if self.scale >= 1:
             raise ValueError(f"augmentation scale must be below 1, got {self.scale}")
-        if self.stroke_reversal > 1:
-            raise ValueError(
-                f"augmentation stroke_reversal must be at most 1, got {self.stroke_reversal}"
-            )
+        for name in ("stroke_reversal", "stroke_order"):
+            if getattr(self, name) > 1:
+                raise ValueError(
+                    f"augmentation {name} must be at most 1, got {getattr(self, name)}"
+                )
         if self.rotation_degrees > 180:
             raise ValueError(
                 f"augmentation rotation_degrees must be at most 180, got {self.rotation_degrees}"
@@ -98,7 +103,7 @@ class _Randomness:
             # One independent seed for each of the draws below; int32 and int64 seeds of
             # equal values split alike.
             seed = tf.cast(seed, tf.int64)
-            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=6)))
+            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=8)))
 
     def uniform(self, shape, bound):
         if self._generator is not None:
@@ -155,6 +160,19 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
         # A drawing has at most time + 1 strokes: one draw per point slot is enough.
         reversed_strokes = randomness.probability([batch_size, time + 1]) < config.stroke_reversal
         points = _reverse_strokes(points, stroke_of_point, lengths, reversed_strokes)
+    if config.stroke_order:
+        # A straight line keeps its ink (see above), so its strokes keep their order too.
+        shuffled = (randomness.probability([batch_size]) < config.stroke_order) & ~is_line
+        stroke_keys = randomness.probability([batch_size, time + 1])
+        points, new_stroke_of_point = _shuffle_strokes(
+            points, stroke_of_point, lengths, shuffled, stroke_keys
+        )
+        # The last point of each stroke ends it; the ink's first row is point 1.
+        is_point = tf.range(time + 1)[None] <= lengths[:, None]
+        next_stroke = tf.concat([new_stroke_of_point[:, 1:], -tf.ones_like(lengths)[:, None]], 1)
+        ends = tf.cast((new_stroke_of_point != next_stroke) & is_point, tf.float32)
+        end_of_stroke = tf.where(shuffled[:, None, None], ends[:, 1:, None], end_of_stroke)
+        stroke_of_point = new_stroke_of_point
     stroke_offsets = randomness.normal([batch_size, time + 1, 2], config.stroke_jitter)
     points += tf.gather(stroke_offsets, stroke_of_point, batch_dims=1)
     points += randomness.normal([batch_size, time + 1, 2], config.point_jitter)
@@ -176,7 +194,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
 
     distorted = (points[:, 1:] - points[:, :-1]) * row_mask  # (batch, time, 2)
     deltas = tf.where(is_line[:, None, None], ink[..., :2] * row_mask, distorted)
-    return tf.concat([deltas, end_of_stroke], axis=-1)
+    return tf.concat([deltas, end_of_stroke * row_mask], axis=-1)
 
 
 def _bounds(points, point_mask):
@@ -207,3 +225,38 @@ def _reverse_strokes(points, stroke_of_point, lengths, reversed_strokes):
     flip = tf.gather(reversed_strokes, stroke_of_point, batch_dims=1) & is_real
     source = tf.where(flip, first + last - index, index)  # (batch, slots)
     return tf.gather(points, source, batch_dims=1)
+
+
+def _shuffle_strokes(points, stroke_of_point, lengths, shuffled, stroke_keys):
+    """Puts the strokes of the drawings picked by `shuffled` in the order of `stroke_keys`.
+
+    Args:
+      points: (batch, time + 1, 2) points; point k of a drawing is real for k <= length.
+      stroke_of_point: (batch, time + 1) int32, the stroke of each point.
+      lengths: (batch,) int32 rows of ink.
+      shuffled: (batch,) bool, the drawings whose strokes move.
+      stroke_keys: (batch, time + 1) float in [0, 1), indexed by stroke number: strokes are
+        drawn in increasing key order.
+
+    Returns:
+      The points in their new order and the new stroke number of each point (its stroke's
+      rank in the new order), both with padded points still last. (The ink has no
+      end_of_stroke for a drawing's first point, so a one-point stroke moved to the front
+      joins the stroke after it.)
+    """
+    slots = tf.shape(points)[1]
+    index = tf.range(slots)[None]  # (1, slots)
+    is_real = index <= lengths[:, None]
+    # Strokes past the drawing's last get keys above every real stroke's, so the new ranks
+    # of the real strokes are 0..strokes - 1.
+    strokes = tf.reduce_max(tf.where(is_real, stroke_of_point, 0), axis=1) + 1  # (batch,)
+    keys = tf.where(index < strokes[:, None], stroke_keys, 2.0)
+    keys = tf.where(shuffled[:, None], keys, tf.cast(index, tf.float32))
+    rank = tf.argsort(tf.argsort(keys, axis=1, stable=True), axis=1, stable=True)
+    new_stroke = tf.gather(rank, stroke_of_point, batch_dims=1)  # (batch, slots)
+    # Sort the points by (new stroke, position): padded points after every real one.
+    order_key = tf.cast(tf.where(is_real, new_stroke, slots), tf.int64) * tf.cast(
+        slots, tf.int64
+    ) + tf.cast(index, tf.int64)
+    source = tf.argsort(order_key, axis=1, stable=True)
+    return tf.gather(points, source, batch_dims=1), tf.gather(new_stroke, source, batch_dims=1)
