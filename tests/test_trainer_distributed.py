@@ -34,7 +34,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(records, tmp_path):
     model_dir = tmp_path / "model"
     steps = 150
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={steps}"]
-    flags += ["--checkpoint_every=10", "--eval_every=0", "--log_every=10"]
+    flags += ["--checkpoint_every=10", "--eval_every=0", "--log_every=10", "--ema_decay=0.9"]
 
     first = start_trainer(flags, tmp_path / "first.log")
     state = model_dir / "checkpoints" / "checkpoint"
@@ -72,6 +72,7 @@ def test_two_workers_end_with_the_same_weights_and_only_the_chief_exports(record
     model_dir = tmp_path / "model"
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--steps=6"]
     flags += ["--checkpoint_every=3", "--eval_every=0", "--log_every=3", "--batch_norm"]
+    flags += ["--ema_decay=0.5"]  # the average is evaluated and exported: same on both
     chief_port, worker_port = free_ports(2)
     cluster = {"chief": [f"127.0.0.1:{chief_port}"], "worker": [f"127.0.0.1:{worker_port}"]}
     processes = {}

@@ -3,6 +3,7 @@ export that works alone."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -10,12 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from trainer_fixtures import CATEGORIES, SIMPLIFIED, TINY_FLAGS, data_flags, write_tfrecords
 
 from pipeline import ink as ink_math
 from trainer import config as config_lib
+from trainer import model as model_lib
 from trainer import train
 
 EVAL = 8
@@ -29,7 +33,7 @@ def run(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model")
     hypertune = tmp_path_factory.mktemp("hypertune") / "output.metrics"
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={STEPS}"]
-    flags += ["--eval_every=30", "--checkpoint_every=30", "--log_every=10"]
+    flags += ["--eval_every=30", "--checkpoint_every=30", "--log_every=10", "--ema_decay=0.9"]
     with pytest.MonkeyPatch.context() as patch:
         for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
             patch.delenv(name, raising=False)
@@ -77,6 +81,52 @@ def test_reports_top1_for_hyperparameter_tuning(run):
     assert set(report) == {"timestamp", "trial", "top1_accuracy", "global_step"}
     assert report["trial"] == "7" and report["global_step"] == str(STEPS)
     assert float(report["top1_accuracy"]) == pytest.approx(result["top1_accuracy"])
+
+
+def digests(arrays):
+    return {hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() for array in arrays}
+
+
+def test_the_moving_average_is_what_is_exported(run):
+    # The last checkpoint holds both the last weights and their moving average; the export
+    # holds the average.
+    config, _, _ = run
+    model = model_lib.build_model(config, len(CATEGORIES))
+    optimizer = model_lib.make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    checkpoint.restore(str(Path(config.checkpoint_dir) / f"ckpt-{STEPS}")).assert_consumed()
+    last = digests(variable.numpy() for variable in model.trainable_variables)
+    optimizer.finalize_variable_values(model.trainable_variables)
+    average = digests(variable.numpy() for variable in model.trainable_variables)
+    reader = tf.train.load_checkpoint(str(Path(config.model_dir) / "export/variables/variables"))
+    exported = digests(reader.get_tensor(name) for name in reader.get_variable_to_shape_map())
+    assert len(average) == len(model.trainable_variables)
+    assert average <= exported
+    assert not last & exported
+
+
+def test_averaged_weights_holds_the_moving_average_inside_the_block():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.Adam(0.1, use_ema=True, ema_momentum=0.5)
+    optimizer.build(model.trainable_variables)
+    seen = []
+    for gradient in (1.0, -2.0):
+        optimizer.apply([tf.fill(v.shape, gradient) for v in model.trainable_variables])
+        seen.append([variable.numpy() for variable in model.trainable_variables])
+    # Keras starts the average at the first step's weights.
+    expected = [0.5 * first + 0.5 * second for first, second in zip(*seen)]
+    with train.averaged_weights(model, optimizer):
+        for variable, value in zip(model.trainable_variables, expected):
+            np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6)
+    for variable, value in zip(model.trainable_variables, seen[-1]):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+    plain = keras.optimizers.Adam(0.1)
+    plain.build(model.trainable_variables)
+    with train.averaged_weights(model, plain):
+        for variable, value in zip(model.trainable_variables, seen[-1]):
+            np.testing.assert_array_equal(variable.numpy(), value)
 
 
 HERMETIC_CLIENT = """

@@ -287,9 +287,16 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
-    """Adam on the configured schedule. Gradient clipping is done by the training step, on
-    the gradient summed over all replicas (see `trainer.train`)."""
+    """Adam on the configured schedule, keeping a moving average of the weights when
+    `--ema_decay` is set (`finalize_variable_values` copies it into the model). Gradient
+    clipping is done by the training step, on the gradient summed over all replicas (see
+    `trainer.train`)."""
     schedule = WarmupSchedule(
         config.learning_rate, config.warmup_steps, config.steps, config.lr_schedule
     )
-    return keras.optimizers.Adam(learning_rate=schedule, weight_decay=config.weight_decay or None)
+    return keras.optimizers.Adam(
+        learning_rate=schedule,
+        weight_decay=config.weight_decay or None,
+        use_ema=config.ema_decay > 0,
+        ema_momentum=config.ema_decay or 0.99,
+    )

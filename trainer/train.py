@@ -14,6 +14,7 @@ A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -148,6 +149,22 @@ def make_train_steps(strategy, model, optimizer, config: Config, num_classes: in
     return train_steps
 
 
+@contextlib.contextmanager
+def averaged_weights(model, optimizer):
+    """Inside the block the model holds the optimizer's moving average of its weights (when
+    `--ema_decay` keeps one); after it, its own weights again."""
+    if not optimizer.use_ema:
+        yield
+        return
+    saved = [variable.numpy() for variable in model.trainable_variables]
+    optimizer.finalize_variable_values(model.trainable_variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(model.trainable_variables, saved):
+            variable.assign(value)
+
+
 def weights_checksum(model) -> str:
     """A short digest of all weights: equal on every worker of a synchronous run."""
     digest = hashlib.sha256()
@@ -212,13 +229,14 @@ def train_and_evaluate(config: Config) -> dict:
 
     def run_eval(at_step):
         started = time.monotonic()
-        counts = evaluate.count(
-            eval_step,
-            config.eval_data,
-            len(classes),
-            num_shards=cluster.num_workers,
-            shard_index=cluster.task_index,
-        )
+        with averaged_weights(model, optimizer):
+            counts = evaluate.count(
+                eval_step,
+                config.eval_data,
+                len(classes),
+                num_shards=cluster.num_workers,
+                shard_index=cluster.task_index,
+            )
         counts = evaluate.sum_across_workers(strategy, counts, cluster.num_workers)
         result = evaluate.metrics(counts, classes, at_step)
         logging.info("%s (%.1f s)", evaluate.summary_line(result), time.monotonic() - started)
@@ -230,6 +248,12 @@ def train_and_evaluate(config: Config) -> dict:
         train_steps = make_train_steps(strategy, model, optimizer, config, len(classes))
         _train_loop(config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn)
     step = int(optimizer.iterations.numpy())
+    if optimizer.use_ema:
+        # From here on the model holds the moving average (on every worker): the final
+        # evaluation, the checksum and the export all see it. The checkpoints keep the
+        # last weights and the average apart, so a restart at the end does this again.
+        optimizer.finalize_variable_values(model.trainable_variables)
+        logging.info("the model now holds the moving average of its weights")
 
     result = run_eval(step)
     logging.info("weights checksum %s", weights_checksum(model))
