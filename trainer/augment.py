@@ -20,8 +20,7 @@ Step 4 undoes any translation and any scaling along the axes that comes last, so
 only matters because the rotation and the shear follow it. A drawing whose x or y range is
 zero (a straight horizontal or vertical line) comes back unchanged: any rotation or jitter
 would be stretched to the full [0, 1] range by step 4 and turn the line into a diagonal or
-a scribble. end_of_stroke stays on the last point of each stroke, and padded steps stay
-zero.
+a scribble. The end_of_stroke column is never touched, and padded steps stay zero.
 
 Everything is TensorFlow ops on tensors of any batch size and length, so the function runs
 inside `tf.data.Dataset.map` or a `tf.function`.
