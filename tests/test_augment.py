@@ -13,7 +13,7 @@ import tensorflow as tf
 from trainer_fixtures import read_drawings, require_shared_quickdraw
 
 from pipeline import ink as ink_math
-from trainer.augment import AugmentConfig, augment, augment_batch, drop_points
+from trainer.augment import AugmentConfig, augment_batch
 
 NONE = AugmentConfig(
     scale=0,
@@ -23,8 +23,6 @@ NONE = AugmentConfig(
     stroke_jitter=0,
     stroke_reversal=0,
     stroke_order=0,
-    point_dropout=0,
-    stroke_dropout=0,
 )
 
 
@@ -316,7 +314,6 @@ def test_real_drawings():
         ({"point_jitter": float("nan")}, "point_jitter must be a number >= 0"),
         ({"stroke_reversal": 1.5}, "stroke_reversal must be at most 1"),
         ({"stroke_order": 2}, "stroke_order must be at most 1"),
-        ({"point_dropout": 1}, "point_dropout must be below 1"),
     ],
 )
 def test_bad_strengths_are_clear_errors(values, message):
@@ -339,89 +336,3 @@ def test_the_default_strengths_distort_mildly(batch):
     ink, lengths = batch
     out = augment_batch(ink, lengths, tf.constant([19, 20])).numpy()
     assert 0.005 < np.abs(out - ink).mean() < 0.1
-
-
-def raw_drawings(count, seed):
-    """Random drawings as strokes of absolute points, every stroke at least two points."""
-    rng = np.random.default_rng(seed)
-    return [
-        [
-            [list(rng.integers(0, 256, size)), list(rng.integers(0, 256, size))]
-            for size in rng.integers(2, 12, rng.integers(1, 5))
-        ]
-        for _ in range(count)
-    ]
-
-
-def test_stroke_dropout_deletes_whole_strokes_at_its_rate():
-    drawings = raw_drawings(300, seed=4)
-    ink, lengths = padded([ink_math.ink_from_strokes(strokes) for strokes in drawings])
-    out, new_lengths = drop_points(ink, lengths, tf.constant([1, 2]), stroke_rate=0.4)
-    out, new_lengths = out.numpy(), new_lengths.numpy()
-    kept = total = 0
-    for row, strokes in enumerate(drawings):
-        np.testing.assert_array_equal(out[row, new_lengths[row] :], 0)
-        # The ink of the strokes left, in their order, normalized again.
-        matches = [
-            subset
-            for size in range(1, len(strokes) + 1)
-            for subset in itertools.combinations(range(len(strokes)), size)
-            if ink_math.ink_from_strokes([strokes[i] for i in subset]).shape
-            == (new_lengths[row], 3)
-            and np.allclose(
-                ink_math.ink_from_strokes([strokes[i] for i in subset]),
-                out[row, : new_lengths[row]],
-                atol=1e-5,
-            )
-        ]
-        assert matches, f"drawing {row} is not a subset of its strokes"
-        kept += len(matches[0])
-        total += len(strokes)
-    # Drawings that would lose every stroke keep them all, so a little over 60% stay.
-    assert 0.6 < kept / total < 0.7
-
-
-def test_point_dropout_deletes_points_inside_strokes_at_its_rate():
-    drawings = raw_drawings(300, seed=5)
-    ink, lengths = padded([ink_math.ink_from_strokes(strokes) for strokes in drawings])
-    out, new_lengths = drop_points(ink, lengths, tf.constant([3, 4]), point_rate=0.3)
-    out, new_lengths = out.numpy(), new_lengths.numpy()
-    deleted = inside = 0
-    for row, strokes in enumerate(drawings):
-        points = ink_math.points_from_strokes(strokes)
-        got = points_of(out[row], new_lengths[row])
-        np.testing.assert_array_equal(out[row, new_lengths[row] :], 0)
-        # A stroke's ends are kept: the drawing's first and last points give the scale.
-        span = points[-1, :2] - points[0, :2]
-        if np.any(span == 0) or np.any(got[-1] == 0):
-            continue
-        raw = points[0, :2] + got * span / got[-1]
-        # What is left is the drawing's points in order, minus some inside the strokes.
-        ends = np.flatnonzero(points[:, 2])
-        starts = np.concatenate([[0], ends[:-1] + 1])
-        position, picked = 0, []
-        for point in raw:
-            while not np.allclose(points[position, :2], point, atol=0.02):
-                position += 1  # fails with an IndexError if the point is not there
-            picked.append(position)
-            position += 1
-        assert set(starts) | set(ends) <= set(picked)
-        assert np.count_nonzero(out[row, : new_lengths[row], 2]) == len(ends)
-        inside += len(points) - 2 * len(strokes)
-        deleted += len(points) - len(picked)
-    assert inside > 1000
-    assert 0.25 < deleted / inside < 0.35
-
-
-def test_augment_drops_then_distorts(batch):
-    ink, lengths = batch
-    config = only(point_dropout=0.3, stroke_dropout=0.2, rotation_degrees=10)
-    out, new_lengths = augment(ink, lengths, tf.constant([5, 6]), config)
-    again, same_lengths = augment(ink, lengths, tf.constant([5, 6]), config)
-    np.testing.assert_array_equal(out, again)
-    np.testing.assert_array_equal(new_lengths, same_lengths)
-    assert out.shape == ink.shape
-    assert np.all(new_lengths.numpy() <= lengths) and np.any(new_lengths.numpy() < lengths)
-    plain, plain_lengths = augment(ink, lengths, tf.constant([5, 6]), NONE)
-    np.testing.assert_allclose(plain, ink, atol=1e-6)
-    np.testing.assert_array_equal(plain_lengths, lengths)

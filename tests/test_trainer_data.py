@@ -96,7 +96,7 @@ def test_reads_the_tutorials_own_records(tmp_path):
 def test_augment_hook_gets_a_distinct_seed_per_batch(records):
     def mark_seed(ink, lengths, seed):
         mask = tf.sequence_mask(lengths, tf.shape(ink)[1], tf.float32)[..., None]
-        return ink * 0 + tf.cast(seed[1], tf.float32) * mask, lengths
+        return ink * 0 + tf.cast(seed[1], tf.float32) * mask
 
     batches = data.dataset(f"{records}/training.tfrecord-*", 4, training=True, augment_fn=mark_seed)
     marks = [int(features["ink"][0, 0, 0]) for features, _ in batches.take(5)]
@@ -109,7 +109,7 @@ def test_augment_flag_hooks_in_trainer_augment():
 
     flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
     assert train.load_augment_fn(parse_flags(flags)) is None
-    assert train.load_augment_fn(parse_flags(flags + ["--augment"])) is augment.augment
+    assert train.load_augment_fn(parse_flags(flags + ["--augment"])) is augment.augment_batch
 
 
 def test_no_files_is_a_clear_error(tmp_path):

@@ -2,15 +2,13 @@
 
 The model reads each drawing as deltas of its points after the pipeline scaled x and y to
 [0, 1] (`pipeline.ink`). Distorting those deltas directly would drift: a small error in
-every step adds up along the drawing. So the functions here work on the points themselves.
-`augment` (what `--augment` trains with) runs `drop_points`, which deletes some points inside
-strokes and some whole strokes and normalizes the rest again, then `augment_batch`:
+every step adds up along the drawing. So `augment_batch` works on the points themselves:
 
 1. it recovers each drawing's normalized points by a cumulative sum of the deltas (the
    first point, which the ink drops, is the origin);
 2. it reverses the direction of some strokes (stroke reversal: players draw a circle
-   either way round), puts the strokes of some drawings in another order, then moves
-   every point a little (point jitter) and every stroke a little (stroke jitter);
+   either way round), then moves every point a little (point jitter) and every stroke a
+   little (stroke jitter);
 3. it applies a random linear map: scaling of each axis, shear, then rotation;
 4. it scales x and y back to [0, 1] by the drawing's own min and max, as the pipeline and
    the serving signature do, so the model never sees a drawing out of that range;
@@ -59,9 +57,6 @@ class AugmentConfig:
       stroke_order: the probability that a drawing's strokes are drawn in a random order
         (each stroke keeps its own points and direction; the pen then jumps between them
         in the new order).
-      point_dropout: the probability that a point other than a stroke's first or last is
-        deleted (see `drop_points`).
-      stroke_dropout: the probability that a whole stroke is deleted (see `drop_points`).
     """
 
     scale: float = 0.1
@@ -71,8 +66,6 @@ class AugmentConfig:
     stroke_jitter: float = 0.02
     stroke_reversal: float = 0.3
     stroke_order: float = 0.0
-    point_dropout: float = 0.0
-    stroke_dropout: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -86,9 +79,6 @@ class AugmentConfig:
                 raise ValueError(
                     f"augmentation {name} must be at most 1, got {getattr(self, name)}"
                 )
-        for name in ("point_dropout", "stroke_dropout"):
-            if getattr(self, name) >= 1:
-                raise ValueError(f"augmentation {name} must be below 1, got {getattr(self, name)}")
         if self.rotation_degrees > 180:
             raise ValueError(
                 f"augmentation rotation_degrees must be at most 180, got {self.rotation_degrees}"
@@ -113,7 +103,7 @@ class _Randomness:
             # One independent seed for each of the draws below; int32 and int64 seeds of
             # equal values split alike.
             seed = tf.cast(seed, tf.int64)
-            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=10)))
+            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=8)))
 
     def uniform(self, shape, bound):
         if self._generator is not None:
@@ -130,30 +120,6 @@ class _Randomness:
         if self._generator is not None:
             return self._generator.normal(shape, stddev=stddev)
         return tf.random.stateless_normal(shape, next(self._seeds), stddev=stddev)
-
-
-def augment(ink, lengths, seed, config: AugmentConfig = AugmentConfig()):
-    """Everything `config` asks for: `drop_points`, then `augment_batch`.
-
-    Args:
-      ink: (batch, time, 3) float32 deltas and end_of_stroke, zero past each length.
-      lengths: (batch,) integer, the rows of ink of each drawing.
-      seed: an integer tensor of shape (2,); equal seeds give equal results.
-      config: the strengths of the distortions.
-
-    Returns:
-      (ink, lengths): the distorted ink, of the same shape, and the new lengths (shorter
-      where points or strokes were deleted).
-    """
-    drop_seed, distort_seed = tf.unstack(
-        tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
-    )
-    lengths = tf.cast(lengths, tf.int32)
-    if config.point_dropout or config.stroke_dropout:
-        ink, lengths = drop_points(
-            ink, lengths, drop_seed, config.point_dropout, config.stroke_dropout
-        )
-    return augment_batch(ink, lengths, distort_seed, config), lengths
 
 
 def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = AugmentConfig()):
@@ -296,7 +262,7 @@ def _shuffle_strokes(points, stroke_of_point, lengths, shuffled, stroke_keys):
     return tf.gather(points, source, batch_dims=1), tf.gather(new_stroke, source, batch_dims=1)
 
 
-def drop_points(ink, lengths, seed_or_generator, point_rate=0.0, stroke_rate=0.0):
+def drop_points(ink, lengths, seed, point_rate=0.0, stroke_rate=0.0):
     """Deletes random points and whole strokes of a padded batch of ink.
 
     Each point other than the first and last of its stroke is deleted with probability
@@ -308,8 +274,7 @@ def drop_points(ink, lengths, seed_or_generator, point_rate=0.0, stroke_rate=0.0
     Args:
       ink: (batch, time, 3) float32 deltas and end_of_stroke, zero past each length.
       lengths: (batch,) integer, the rows of ink of each drawing.
-      seed_or_generator: a `tf.random.Generator`, or an integer tensor of shape (2,) for
-        stateless randomness.
+      seed: an integer tensor of shape (2,).
       point_rate, stroke_rate: the probabilities above, in [0, 1).
 
     Returns:
@@ -317,7 +282,7 @@ def drop_points(ink, lengths, seed_or_generator, point_rate=0.0, stroke_rate=0.0
     """
     ink = tf.convert_to_tensor(ink, tf.float32)
     lengths = tf.cast(lengths, tf.int32)
-    randomness = _Randomness(seed_or_generator)
+    seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2))
     batch_size, time = tf.shape(ink)[0], tf.shape(ink)[1]
     slots = time + 1
     row_mask = tf.sequence_mask(lengths, time, dtype=tf.float32)[..., None]
@@ -333,11 +298,11 @@ def drop_points(ink, lengths, seed_or_generator, point_rate=0.0, stroke_rate=0.0
     first = tf.gather(tf.math.unsorted_segment_min(index, segment, segments + 1), segment)
     last = tf.gather(tf.math.unsorted_segment_max(index, segment, segments + 1), segment)
 
-    dropped_stroke = randomness.probability([batch_size, slots]) < stroke_rate
+    dropped_stroke = tf.random.stateless_uniform([batch_size, slots], seeds[0]) < stroke_rate
     keep = is_real & ~tf.gather(dropped_stroke, stroke_of_point, batch_dims=1)
     # Deleting every stroke, or all but one point, would leave no drawing.
     keep = tf.where(tf.reduce_sum(tf.cast(keep, tf.int32), 1, keepdims=True) < 2, is_real, keep)
-    dropped_point = randomness.probability([batch_size, slots]) < point_rate
+    dropped_point = tf.random.stateless_uniform([batch_size, slots], seeds[1]) < point_rate
     keep &= ~(dropped_point & (index != first) & (index != last))
 
     source = tf.argsort(tf.where(keep, index, slots + index), axis=1, stable=True)

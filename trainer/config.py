@@ -305,7 +305,7 @@ def make_parser() -> argparse.ArgumentParser:
         type=_bool,
         nargs="?",
         const=True,
-        help="augment training ink with trainer.augment.augment (false)",
+        help="augment training ink with trainer.augment.augment_batch (false)",
     )
     return parser
 

@@ -114,9 +114,9 @@ def dataset(
         record once (the last batch of each bucket may be smaller).
       seed: seeds every shuffle.
       num_shards, shard_index: this input pipeline's share of the data (one per worker).
-      augment_fn: `augment_fn(ink, lengths, seed) -> (ink, lengths)` on each padded batch
-        (training only; the ink keeps its shape, lengths may shrink); `seed` is a (2,)
-        int64 tensor, distinct for every batch, for stateless random ops.
+      augment_fn: `augment_fn(ink, lengths, seed) -> ink` on each padded batch (training
+        only), the lengths unchanged; `seed` is a (2,) int64 tensor, distinct for every
+        batch, for stateless random ops.
     """
     boundaries = bucket_boundaries()
     batches = (
@@ -151,8 +151,9 @@ def _augmented(batches, augment_fn, seed, shard_index):
         features, labels = batch
         batch_seed = tf.stack([tf.cast(seed * 1000003 + shard_index, tf.int64), index])
         lengths = features[model_lib.LENGTHS]
-        ink, new_lengths = augment_fn(features[model_lib.INK], lengths, batch_seed)
-        return _features_and_label(ink, tf.cast(new_lengths, lengths.dtype), labels)
+        return _features_and_label(
+            augment_fn(features[model_lib.INK], lengths, batch_seed), lengths, labels
+        )
 
     return batches.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -90,18 +90,16 @@ def make_strategy(cluster: Cluster) -> tf.distribute.Strategy:
 
 
 def load_augment_fn(config: Config):
-    """`trainer.augment.augment` when `--augment` is on, else None."""
+    """`trainer.augment.augment_batch` when `--augment` is on, else None."""
     if not config.augment:
         return None
     try:
         from trainer import augment
     except ImportError as error:
         raise InputError(f"--augment needs the module trainer.augment: {error}") from None
-    if not hasattr(augment, "augment"):
-        raise InputError(
-            "--augment needs trainer.augment.augment(ink, lengths, seed) -> (ink, lengths)"
-        )
-    return augment.augment
+    if not hasattr(augment, "augment_batch"):
+        raise InputError("--augment needs trainer.augment.augment_batch(ink, lengths, seed) -> ink")
+    return augment.augment_batch
 
 
 def make_train_steps(strategy, model, optimizer, config: Config, num_classes: int):
