@@ -31,8 +31,10 @@ def only(**strengths):
     return dataclasses.replace(NONE, **strengths)
 
 
+# Strong distortions that keep every stroke in its place, so end_of_stroke stays as it was
+# (stroke order has its own tests).
 STRONG = AugmentConfig(
-    scale=0.2, shear=0.3, rotation_degrees=20, point_jitter=0.02, stroke_jitter=0.05
+    scale=0.2, shear=0.3, rotation_degrees=20, point_jitter=0.02, stroke_jitter=0.05, stroke_order=0
 )
 
 # A plus sign: a horizontal stroke, then a vertical one, crossing at the centre. Its ink:
@@ -303,6 +305,16 @@ def test_real_drawings():
         for row, length in enumerate(lengths)
     ]
     assert 0.005 < np.mean(moved) < 0.15
+
+    # The defaults (what --augment trains with) also reorder strokes: each drawing keeps its
+    # number of strokes, its length and its [0, 1] extent.
+    out = augment_batch(ink, lengths, tf.constant([19, 20]), AugmentConfig()).numpy()
+    assert np.all(out[padding] == 0)
+    np.testing.assert_array_equal(out[..., 2].sum(axis=1), ink[..., 2].sum(axis=1))
+    assert np.any(out[..., 2] != ink[..., 2])
+    for row, length in enumerate(lengths):
+        points = points_of(out[row], length)
+        np.testing.assert_allclose(points.max(axis=0) - points.min(axis=0), [1, 1], atol=1e-5)
 
 
 @pytest.mark.parametrize(
