@@ -170,9 +170,8 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
             points, stroke_of_point, lengths, shuffled, stroke_keys
         )
         # The last point of each stroke ends it; the ink's first row is point 1.
-        is_point = tf.range(time + 1)[None] <= lengths[:, None]
         next_stroke = tf.concat([new_stroke_of_point[:, 1:], -tf.ones_like(lengths)[:, None]], 1)
-        ends = tf.cast((new_stroke_of_point != next_stroke) & is_point, tf.float32)
+        ends = tf.cast(new_stroke_of_point != next_stroke, tf.float32) * point_mask[..., 0]
         end_of_stroke = tf.where(shuffled[:, None, None], ends[:, 1:, None], end_of_stroke)
         stroke_of_point = new_stroke_of_point
     stroke_offsets = randomness.normal([batch_size, time + 1, 2], config.stroke_jitter)
@@ -196,7 +195,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
 
     distorted = (points[:, 1:] - points[:, :-1]) * row_mask  # (batch, time, 2)
     deltas = tf.where(is_line[:, None, None], ink[..., :2] * row_mask, distorted)
-    return tf.concat([deltas, end_of_stroke * row_mask], axis=-1)
+    return tf.concat([deltas, end_of_stroke], axis=-1)
 
 
 def _bounds(points, point_mask):

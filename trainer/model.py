@@ -298,5 +298,5 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
         learning_rate=schedule,
         weight_decay=config.weight_decay or None,
         use_ema=config.ema_decay > 0,
-        ema_momentum=config.ema_decay or 0.99,
+        ema_momentum=config.ema_decay,  # read only when use_ema
     )
