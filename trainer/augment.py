@@ -7,8 +7,9 @@ every step adds up along the drawing. So `augment_batch` works on the points the
 1. it recovers each drawing's normalized points by a cumulative sum of the deltas (the
    first point, which the ink drops, is the origin);
 2. it reverses the direction of some strokes (stroke reversal: players draw a circle
-   either way round), then moves every point a little (point jitter) and every stroke a
-   little (stroke jitter);
+   either way round), puts the strokes of some drawings in another order (stroke order),
+   then moves every point a little (point jitter) and every stroke a little (stroke
+   jitter);
 3. it applies a random linear map: scaling of each axis, shear, then rotation;
 4. it scales x and y back to [0, 1] by the drawing's own min and max, as the pipeline and
    the serving signature do, so the model never sees a drawing out of that range;

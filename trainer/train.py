@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import data, evaluate, export
+from trainer import augment, data, evaluate, export
 from trainer import model as model_lib
 from trainer.config import Config
 
@@ -91,15 +91,7 @@ def make_strategy(cluster: Cluster) -> tf.distribute.Strategy:
 
 def load_augment_fn(config: Config):
     """`trainer.augment.augment_batch` when `--augment` is on, else None."""
-    if not config.augment:
-        return None
-    try:
-        from trainer import augment
-    except ImportError as error:
-        raise InputError(f"--augment needs the module trainer.augment: {error}") from None
-    if not hasattr(augment, "augment_batch"):
-        raise InputError("--augment needs trainer.augment.augment_batch(ink, lengths, seed) -> ink")
-    return augment.augment_batch
+    return augment.augment_batch if config.augment else None
 
 
 def make_train_steps(strategy, model, optimizer, config: Config, num_classes: int):
