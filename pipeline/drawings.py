@@ -78,9 +78,15 @@ class DrawingBatch:
         np.cumsum(self.counts[:-1], out=offsets[1:])
         return offsets
 
-    def ink_of(self, index: int) -> np.ndarray:
+    def points_of(self, index: int) -> np.ndarray:
         start = int(self.offsets[index])
-        return ink_math.deltas(self.points[start : start + int(self.counts[index])])
+        return self.points[start : start + int(self.counts[index])]
+
+    def ink_of(self, index: int) -> np.ndarray:
+        return ink_math.deltas(self.points_of(index))
+
+    def log_aspect_of(self, index: int) -> np.float32:
+        return ink_math.log_aspect(self.points_of(index))
 
     def select(self, mask: np.ndarray) -> DrawingBatch:
         """The drawings where `mask` is true, in order."""

@@ -11,7 +11,11 @@ each drawing as the tutorial's `parse_line` made it:
 
 Every step runs in float32, in the same order as the tutorial, so the results match its
 arrays bit for bit. `deltas_batch` does the same for many drawings at once with a handful
-of numpy calls: the pipeline's hot path. This module depends on numpy only.
+of numpy calls: the pipeline's hot path.
+
+Step 2 scales x and y apart, so the ink alone cannot tell a wide drawing from a tall one;
+`log_aspect` keeps that one number (the pipeline writes it beside the ink, and the model
+reads it with `--aspect_ratio`). This module depends on numpy only.
 """
 
 from __future__ import annotations
@@ -78,6 +82,58 @@ def deltas(points: np.ndarray) -> np.ndarray:
 def ink_from_strokes(strokes) -> np.ndarray:
     """The tutorial's ink for one drawing: (n - 1, 3) float32."""
     return deltas(points_from_strokes(strokes))
+
+
+# Each extent is floored at this fraction of the larger one: a stroke drawn straight along
+# one axis has no extent on the other. The simplified format scales the larger extent to
+# 255 on an integer grid, so there the floor is its one-unit step; as a fraction it does not
+# depend on the drawing's units (raw screen pixels give the same figure), and it bounds the
+# result to +-log(255) ~ +-5.54.
+ASPECT_FLOOR = np.float32(1 / 255)
+
+
+def log_aspect(points: np.ndarray) -> np.float32:
+    """log(width / height) of one drawing's absolute points, in float32.
+
+    Width and height are the ranges of x and y; each is floored at `ASPECT_FLOOR` times the
+    larger, and a drawing whose points all coincide gets 0.
+    """
+    if len(points) == 0:
+        raise ValueError("cannot measure a drawing with no points")
+    coordinates = points[:, :2].astype(np.float32, copy=False)
+    extents = np.max(coordinates, axis=0) - np.min(coordinates, axis=0)  # (2,)
+    return _log_aspects(extents[np.newaxis])[0]
+
+
+def _log_aspects(extents: np.ndarray) -> np.ndarray:
+    """(drawings, 2) float32 widths and heights -> (drawings,) float32 log(width / height)."""
+    larger = np.max(extents, axis=1, keepdims=True)  # (drawings, 1)
+    floored = np.maximum(extents, larger * ASPECT_FLOOR)
+    floored[larger[:, 0] == 0] = 1  # all points coincide: no shape, ratio 1
+    return np.log(floored[:, X] / floored[:, Y]).astype(np.float32)
+
+
+def log_aspect_batch(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """`log_aspect` of many drawings whose points are stored back to back.
+
+    Args:
+      points: (total_points, 3) float32, the absolute points of all drawings in order.
+      counts: (drawings,) int, the number of points of each drawing, every one >= 1.
+
+    Returns:
+      (drawings,) float32.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    if counts.min() < 1:
+        raise ValueError("every drawing needs at least 1 point")
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    coordinates = points[:, :2]  # (total_points, 2)
+    lower = np.minimum.reduceat(coordinates, starts, axis=0)  # (drawings, 2)
+    extents = np.maximum.reduceat(coordinates, starts, axis=0) - lower
+    return _log_aspects(extents)
 
 
 def deltas_batch(points: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -1,13 +1,15 @@
 """The one definition of the TFRecord features, with their writer and their parser.
 
-Each record is a `tf.train.Example` with the tutorial's features plus `key_id`:
+Each record is a `tf.train.Example` with the tutorial's features plus `key_id` and
+`log_aspect` (both absent in the tutorial's files):
 
 | feature       | type        | shape   | meaning                                        |
 |---------------|-------------|---------|------------------------------------------------|
 | `ink`         | float list  | (n * 3) | the (n, 3) ink of `pipeline.ink`, row-major    |
 | `shape`       | int64 list  | (2,)    | `[n, 3]`                                       |
 | `class_index` | int64 list  | (1,)    | line number of the category in the classes file |
-| `key_id`      | bytes list  | (1,)    | the drawing's key_id (absent in the tutorial's files) |
+| `key_id`      | bytes list  | (1,)    | the drawing's key_id                           |
+| `log_aspect`  | float list  | (1,)    | log(width / height), `pipeline.ink.log_aspect` |
 
 The writer encodes the Example's protobuf wire format directly (a few lines below) rather
 than building a `tf.train.Example`: it keeps TensorFlow, a ~600 MB install, off the
@@ -28,6 +30,7 @@ INK = "ink"
 SHAPE = "shape"
 CLASS_INDEX = "class_index"
 KEY_ID = "key_id"
+LOG_ASPECT = "log_aspect"
 
 INK_COLUMNS = 3  # x delta, y delta, end_of_stroke
 
@@ -80,7 +83,7 @@ def _entry_with_payload(name: str, feature_field: int, payload: bytes) -> bytes:
     return b"\x0a" + _varint(len(entry)) + entry
 
 
-_KEYS = {name: _field(1, name.encode()) for name in (INK, SHAPE, CLASS_INDEX, KEY_ID)}
+_KEYS = {name: _field(1, name.encode()) for name in (INK, SHAPE, CLASS_INDEX, KEY_ID, LOG_ASPECT)}
 _BYTES_LIST, _FLOAT_LIST, _INT64_LIST = 1, 2, 3
 
 
@@ -102,7 +105,10 @@ def _shape_entry(rows: int) -> bytes:
     return _entry_with_payload(SHAPE, _INT64_LIST, _varint(rows) + _varint(INK_COLUMNS))
 
 
-def encode_drawing_features(ink: np.ndarray, key_id: bytes) -> bytes:
+_LOG_ASPECT_HEADER = _header_of_entry(LOG_ASPECT, _FLOAT_LIST, 4)  # one float32: 4 bytes
+
+
+def encode_drawing_features(ink: np.ndarray, key_id: bytes, log_aspect=None) -> bytes:
     """Every feature of a drawing's Example but `class_index`, serialized.
 
     The pipeline encodes this before it knows the final class list, then completes the
@@ -112,10 +118,12 @@ def encode_drawing_features(ink: np.ndarray, key_id: bytes) -> bytes:
     Args:
       ink: (n, 3) float32, from `pipeline.ink`.
       key_id: the drawing's key_id.
+      log_aspect: from `pipeline.ink.log_aspect`; None leaves the feature out.
     """
     if ink.ndim != 2 or ink.shape[1] != INK_COLUMNS:
         raise ValueError(f"ink must have shape (n, {INK_COLUMNS}), got {ink.shape}")
     raw = np.ascontiguousarray(ink, dtype="<f4").tobytes()
+    aspect = b"" if log_aspect is None else _LOG_ASPECT_HEADER + struct.pack("<f", log_aspect)
     # Map entries in sorted key order (class_index comes first), so equal inputs give
     # equal bytes, the same bytes as TensorFlow's deterministic serialization.
     return b"".join(
@@ -124,6 +132,7 @@ def encode_drawing_features(ink: np.ndarray, key_id: bytes) -> bytes:
             raw,
             _header_of_entry(KEY_ID, _BYTES_LIST, len(key_id)),
             key_id,
+            aspect,
             _shape_entry(len(ink)),
         )
     )
@@ -137,15 +146,16 @@ def with_class_index(drawing_features: bytes, class_index: int) -> bytes:
     return b"\x0a" + _varint(len(features)) + features
 
 
-def encode_example(ink: np.ndarray, class_index: int, key_id: bytes) -> bytes:
+def encode_example(ink: np.ndarray, class_index: int, key_id: bytes, log_aspect=None) -> bytes:
     """Serializes one drawing as a `tf.train.Example`.
 
     Args:
       ink: (n, 3) float32, from `pipeline.ink`.
       class_index: the category's line in the classes file, >= 0.
       key_id: the drawing's key_id.
+      log_aspect: from `pipeline.ink.log_aspect`; None leaves the feature out.
     """
-    return with_class_index(encode_drawing_features(ink, key_id), class_index)
+    return with_class_index(encode_drawing_features(ink, key_id, log_aspect), class_index)
 
 
 # --- TFRecord framing ------------------------------------------------------------------
@@ -166,29 +176,33 @@ def frame_record(data: bytes) -> bytes:
 # --- Parser (TensorFlow) ---------------------------------------------------------------
 
 
-def feature_spec():
-    """The `tf.io.parse_example` spec. `key_id` defaults to b"" for the tutorial's files."""
+def feature_spec(log_aspect: bool = False):
+    """The `tf.io.parse_example` spec. `key_id` defaults to b"" for the tutorial's files;
+    `log_aspect`, when asked for, is required (a record without it fails to parse)."""
     import tensorflow as tf
 
-    return {
+    spec = {
         INK: tf.io.VarLenFeature(tf.float32),
         SHAPE: tf.io.FixedLenFeature([2], tf.int64),
         CLASS_INDEX: tf.io.FixedLenFeature([1], tf.int64),
         KEY_ID: tf.io.FixedLenFeature([], tf.string, default_value=b""),
     }
+    if log_aspect:
+        spec[LOG_ASPECT] = tf.io.FixedLenFeature([], tf.float32)
+    return spec
 
 
-def parse_examples(serialized):
+def parse_examples(serialized, log_aspect: bool = False):
     """Parses a batch (or a scalar) of serialized Examples.
 
     Returns:
       A dict of `ink` (a RaggedTensor of shape (batch, None, 3) for a batch, or a
-      (n, 3) Tensor for a scalar), `length` (int32: n), `class_index` (int64) and
-      `key_id` (string).
+      (n, 3) Tensor for a scalar), `length` (int32: n), `class_index` (int64),
+      `key_id` (string) and, when `log_aspect` is true, `log_aspect` (float32).
     """
     import tensorflow as tf
 
-    features = tf.io.parse_example(serialized, feature_spec())
+    features = tf.io.parse_example(serialized, feature_spec(log_aspect))
     lengths = tf.cast(features[SHAPE][..., 0], tf.int32)
     points = tf.reshape(features[INK].values, [-1, INK_COLUMNS])  # (total points, 3)
     if serialized.shape.rank == 0:
@@ -200,4 +214,5 @@ def parse_examples(serialized):
         "length": lengths,
         CLASS_INDEX: features[CLASS_INDEX][..., 0],
         KEY_ID: features[KEY_ID],
+        **({LOG_ASPECT: features[LOG_ASPECT]} if log_aspect else {}),
     }

@@ -388,12 +388,15 @@ def encoded_records(packed: list):
     counts = np.concatenate([part[3] for part in parts])
     points = np.concatenate([part[4] for part in parts])
     ink = ink_math.deltas_batch(points, counts)  # (sum(counts - 1), 3), once per shard
+    aspects = ink_math.log_aspect_batch(points, counts).tolist()  # (drawings,)
     ends = np.cumsum(counts - 1).tolist()
     starts = [0, *ends[:-1]]
     encode = schema.encode_drawing_features
     return [
-        (sort_key, encode(ink[start:end], key_id.encode()), word)
-        for sort_key, word, key_id, start, end in zip(sort_keys_, words, key_ids, starts, ends)
+        (sort_key, encode(ink[start:end], key_id.encode(), aspect), word)
+        for sort_key, word, key_id, start, end, aspect in zip(
+            sort_keys_, words, key_ids, starts, ends, aspects
+        )
     ]
 
 

@@ -317,7 +317,12 @@ def records(tmp_path_factory) -> Path:
         batch, bad = convert_lines(lines, max_points=10_000)
         assert bad == [] and len(batch) == TRAIN_PER_CLASS + EVAL_PER_CLASS
         examples = [
-            schema.encode_example(batch.ink_of(index), class_index, batch.key_ids[index].encode())
+            schema.encode_example(
+                batch.ink_of(index),
+                class_index,
+                batch.key_ids[index].encode(),
+                batch.log_aspect_of(index),
+            )
             for index in range(len(batch))
         ]
         splits["train"].append(examples[:TRAIN_PER_CLASS])

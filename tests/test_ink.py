@@ -91,3 +91,33 @@ def test_real_drawings_match_the_tutorial_bit_for_bit(quickdraw):
         strokes = json.loads(line)["drawing"]
         expected, _ = tutorial_baseline.parse_line(line)  # the tutorial's own code
         np.testing.assert_array_equal(ink.ink_from_strokes(strokes), expected)
+
+
+@pytest.mark.parametrize(
+    "strokes, expected",
+    [
+        ([[[0, 10], [0, 5]]], np.log(2)),  # 10 wide, 5 high
+        ([[[0, 0, 5], [0, 10, 10]], [[2], [3]]], np.log(0.5)),  # extents over all strokes
+        ([[[3, 3], [0, 255]]], -np.log(255)),  # no width: floored at 255 / 255 = 1
+        ([[[0, 255], [7, 7]]], np.log(255)),
+        ([[[0, 2550], [7, 7]]], np.log(255)),  # the floor scales with the drawing
+        ([[[4, 4, 4], [9, 9, 9]]], 0.0),  # all points coincide
+    ],
+)
+def test_log_aspect_of_hand_computed_drawings(strokes, expected):
+    result = ink.log_aspect(ink.points_from_strokes(strokes))
+    assert result.dtype == np.float32
+    assert result == pytest.approx(expected, abs=1e-6)
+
+
+def test_log_aspect_batch_equals_one_drawing_at_a_time():
+    rng = np.random.default_rng(5)
+    counts = np.array([1, 2, 7, 3, 40])
+    points = rng.integers(0, 256, size=(counts.sum(), 3)).astype(np.float32)
+    points[:2, 0] = 9  # a drawing of one point, then a vertical line
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    expected = [ink.log_aspect(points[s : s + c]) for s, c in zip(starts, counts)]
+    np.testing.assert_array_equal(ink.log_aspect_batch(points, counts), expected)
+    assert ink.log_aspect_batch(points[:0], []).shape == (0,)
+    with pytest.raises(ValueError):
+        ink.log_aspect_batch(points, [0, 3])

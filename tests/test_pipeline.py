@@ -9,11 +9,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipeline import schema
+from pipeline import ink, schema
 from pipeline.run import main, run
 from tests.conftest import REPO
 from tests.test_drawings import BAD_LINES
@@ -25,13 +26,15 @@ def read_split(output_dir: Path, split: str) -> list[dict]:
     records = []
     for path in paths:
         for serialized in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-            parsed = schema.parse_examples(tf.constant(serialized))
+            parsed = schema.parse_examples(tf.constant(serialized), log_aspect=True)
             records.append(
                 {
                     "shard": path.name,
                     "key_id": parsed["key_id"].numpy().decode(),
                     "class_index": int(parsed["class_index"].numpy()),
                     "length": int(parsed["length"].numpy()),
+                    "ink": parsed["ink"].numpy(),
+                    "log_aspect": parsed["log_aspect"].numpy(),
                 }
             )
     return records
@@ -94,6 +97,16 @@ def test_first_split_takes_the_first_drawings_in_file_order(small_input, tmp_pat
         assert sorted(r["key_id"] for r in evaluation if r["class_index"] == index) == sorted(
             ordered[20:]
         )
+    # Each record holds its source line's ink and aspect, exactly.
+    sources = {}
+    for name in classes:
+        for line in (small_input / f"{name}.ndjson").read_text().splitlines()[:24]:
+            drawing = json.loads(line)
+            sources[drawing["key_id"]] = ink.points_from_strokes(drawing["drawing"])
+    for record in train + evaluation:
+        points = sources[record["key_id"]]
+        np.testing.assert_array_equal(record["ink"], ink.deltas(points))
+        assert record["log_aspect"] == ink.log_aspect(points)
     stats = stats_of(out)
     # Reading stopped at the quota: 24 lines of each of 3 files, and the other 2 files
     # were skipped without being opened.

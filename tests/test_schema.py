@@ -7,17 +7,18 @@ import tensorflow as tf
 from pipeline import schema
 
 
-def _tensorflow_example(ink: np.ndarray, class_index: int, key_id: bytes) -> tf.train.Example:
-    return tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                "ink": tf.train.Feature(float_list=tf.train.FloatList(value=ink.flatten())),
-                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=ink.shape)),
-                "class_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[class_index])),
-                "key_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[key_id])),
-            }
-        )
-    )
+def _tensorflow_example(
+    ink: np.ndarray, class_index: int, key_id: bytes, log_aspect=None
+) -> tf.train.Example:
+    feature = {
+        "ink": tf.train.Feature(float_list=tf.train.FloatList(value=ink.flatten())),
+        "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=ink.shape)),
+        "class_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[class_index])),
+        "key_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[key_id])),
+    }
+    if log_aspect is not None:
+        feature["log_aspect"] = tf.train.Feature(float_list=tf.train.FloatList(value=[log_aspect]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 @pytest.mark.parametrize("points", [1, 5, 43, 1400])  # 1400 points need 3-byte lengths
@@ -28,6 +29,26 @@ def test_encoding_equals_tensorflows_own(points, class_index):
     theirs = _tensorflow_example(ink, class_index, b"5201136883597312")
     assert tf.train.Example.FromString(mine) == theirs
     assert mine == theirs.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("log_aspect", [0.0, -5.541263, 0.6931472])
+def test_encoding_with_log_aspect_equals_tensorflows_own(log_aspect):
+    ink = np.random.default_rng(3).normal(size=(20, 3)).astype(np.float32)
+    mine = schema.encode_example(ink, 12, b"5201136883597312", np.float32(log_aspect))
+    theirs = _tensorflow_example(ink, 12, b"5201136883597312", log_aspect)
+    assert tf.train.Example.FromString(mine) == theirs
+    assert mine == theirs.SerializeToString(deterministic=True)
+
+
+def test_log_aspect_is_parsed_when_asked_for_and_required_then():
+    ink = np.ones((3, 3), dtype=np.float32)
+    with_aspect = schema.encode_example(ink, 1, b"a", np.float32(-0.25))
+    without = schema.encode_example(ink, 1, b"b")
+    parsed = schema.parse_examples(tf.constant([with_aspect]), log_aspect=True)
+    assert parsed["log_aspect"].numpy().tolist() == [-0.25]
+    assert "log_aspect" not in schema.parse_examples(tf.constant([with_aspect]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="log_aspect"):
+        schema.parse_examples(tf.constant([with_aspect, without]), log_aspect=True)
 
 
 def test_round_trip_through_the_parser():

@@ -164,4 +164,8 @@ def test_write_shards_sorts_by_key_and_writes_every_shard(tmp_path):
     assert [int(p["class_index"]) for p in parsed] == [0, 1, 1]
     assert [p["key_id"].numpy() for p in parsed] == [b"id2", b"id3", b"id4"]
     np.testing.assert_array_equal(parsed[0]["ink"].numpy(), [[1, 1, 1]])
+    aspects = [
+        schema.parse_examples(tf.constant(r), log_aspect=True)["log_aspect"] for r in records
+    ]
+    np.testing.assert_allclose(aspects, [np.log(3 / 4)] * 3, rtol=1e-6)  # 3 wide, 4 high
     assert (tmp_path / "eval.tfrecord-00001-of-00002").read_bytes() == b""

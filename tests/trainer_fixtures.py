@@ -68,7 +68,10 @@ def write_tfrecords(directory: Path, categories=CATEGORIES, train=24, eval_=8, s
             split = "train" if index < train else "eval"
             records[split].append(
                 schema.encode_example(
-                    batch.ink_of(index), class_index, batch.key_ids[index].encode()
+                    batch.ink_of(index),
+                    class_index,
+                    batch.key_ids[index].encode(),
+                    batch.log_aspect_of(index),
                 )
             )
     for split, serialized in records.items():
