@@ -32,6 +32,8 @@ def test_defaults_are_the_tutorials():
     assert (config.learning_rate, config.gradient_clipping_norm) == (0.0001, 9.0)
     assert (config.batch_size, config.steps) == (8, 100000)
     assert (config.lr_schedule, config.warmup_steps, config.augment) == ("constant", 0, False)
+    # The tutorial's model reads the ink alone, so its own records suffice.
+    assert (config.positions, config.aspect_ratio) == (False, False)
     assert config.checkpoint_dir == "out/checkpoints"
     assert config.log_dir == "out/logs"
 
@@ -157,4 +159,36 @@ def test_missing_data_in_a_real_process_exits_2_with_one_line(tmp_path):
     ours = [line for line in result.stderr.splitlines() if "python -m trainer" in line]
     assert ours == [f"python -m trainer: error: no files match '{tmp_path}/training.tfrecord-*'"]
     assert result.stderr.rstrip().endswith(ours[0])
+    assert not (tmp_path / "model").exists()
+
+
+def test_aspect_ratio_on_records_without_it_exits_2_before_training(tmp_path):
+    """The tutorial's records (and an older pipeline's) carry no log_aspect feature."""
+    import numpy as np
+
+    from pipeline import schema
+
+    for split in ("train", "eval"):
+        record = schema.encode_example(np.ones((4, 3), np.float32), 0, b"k")  # no log_aspect
+        (tmp_path / schema.shard_name(split, 0, 1)).write_bytes(schema.frame_record(record))
+    (tmp_path / "classes").write_text("cat\n")
+    flags = [
+        f"--training_data={tmp_path}/training.tfrecord-*",
+        f"--eval_data={tmp_path}/eval.tfrecord-*",
+        f"--classes_file={tmp_path}/classes",
+        f"--model_dir={tmp_path}/model",
+        "--preset=local",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", *flags],
+        cwd=REPO,
+        env=trainer_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("python -m trainer: error: --aspect_ratio reads the 'log_aspect'")
+    assert "--aspect_ratio=false" in last
     assert not (tmp_path / "model").exists()

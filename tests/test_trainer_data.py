@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import pytest
 import tensorflow as tf
-from trainer_fixtures import CATEGORIES, write_tfrecords
+from trainer_fixtures import CATEGORIES, read_drawings, write_tfrecords
 
 from pipeline import schema
 from trainer import data
@@ -91,6 +91,28 @@ def test_reads_the_tutorials_own_records(tmp_path):
     assert sorted(read) == [0, 1]
     np.testing.assert_array_equal(read[0], inks[0])
     np.testing.assert_array_equal(read[1], inks[1])
+    with pytest.raises(ValueError, match="has none.*python -m pipeline.*--aspect_ratio=false"):
+        data.check_log_aspect(f"{tmp_path}/training.tfrecord-*")
+
+
+def test_log_aspect_rides_with_its_drawing(records):
+    data.check_log_aspect(f"{records}/eval.tfrecord-*")  # the pipeline's records have it
+    expected = {}
+    for class_index, category in enumerate(sorted(CATEGORIES)):
+        batch = read_drawings(category, TRAIN + EVAL)
+        for index in range(TRAIN, TRAIN + EVAL):
+            ink = batch.ink_of(index)
+            key = (class_index, len(ink), round(float(ink.sum()), 4))
+            expected[key] = batch.log_aspect_of(index)
+    read = {}
+    pattern = f"{records}/eval.tfrecord-*"
+    for features, labels in data.dataset(pattern, 5, training=False, log_aspect=True):
+        ink, lengths = features["ink"].numpy(), features["lengths"].numpy()
+        for row, (length, label) in enumerate(zip(lengths, labels.numpy())):
+            key = (int(label), int(length), round(float(ink[row, :length].sum()), 4))
+            read[key] = features["log_aspect"].numpy()[row]
+    assert read == expected
+    assert len(set(read.values())) > len(read) / 2  # real drawings: many distinct ratios
 
 
 def test_augment_hook_gets_a_distinct_seed_per_batch(records):

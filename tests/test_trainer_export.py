@@ -55,6 +55,28 @@ def test_in_graph_preprocessing_equals_the_pipeline_on_real_drawings():
     assert worst < 1e-6
 
 
+def test_in_graph_aspect_ratio_equals_the_pipeline_on_real_drawings():
+    strokes = real_strokes()
+    points = [ink_math.points_from_strokes(drawing) for drawing in strokes]
+    batch, lengths = padded(points, fill=1e6)
+    served = preprocess.log_aspect_from_points(batch, lengths).numpy()
+    expected = np.array([ink_math.log_aspect(drawing) for drawing in points])
+    assert np.abs(served - expected).max() < 1e-6
+    assert np.std(expected) > 0.2  # real drawings: wide and tall ones
+
+
+def test_in_graph_aspect_ratio_on_hand_written_edge_cases():
+    drawings = [
+        [[[0, 10, 20], [5, 5, 5]]],  # a horizontal line: floored height
+        [[[3, 3], [7, 7]]],  # two equal points: 0
+        [[[0, 25], [0, 100]], [[10], [200]]],  # extents over all strokes: 25 by 200
+    ]
+    points = [ink_math.points_from_strokes(drawing) for drawing in drawings]
+    batch, lengths = padded(points + [np.zeros((0, 3), np.float32)], fill=-5.0)
+    served = preprocess.log_aspect_from_points(batch, lengths).numpy()
+    np.testing.assert_allclose(served, [np.log(255), 0, np.log(25 / 200), 0], atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "drawing",
     [
@@ -117,7 +139,11 @@ def assert_serving_equals_model(model, directory):
 
     inks = [ink_math.ink_from_strokes(drawing) for drawing in strokes]
     ink_batch, ink_lengths = export.pad_points(inks)
-    logits = model({"ink": ink_batch, "lengths": ink_lengths}, training=False)
+    features = {"ink": ink_batch, "lengths": ink_lengths}
+    if "log_aspect" in model.input:
+        aspects = [ink_math.log_aspect(ink_math.points_from_strokes(s)) for s in strokes]
+        features["log_aspect"] = np.array(aspects, np.float32)
+    logits = model(features, training=False)
     expected = tf.nn.softmax(logits).numpy()
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
 
@@ -140,6 +166,11 @@ def test_serving_signature_equals_the_model_with_gru_cells(tmp_path):
 
 def test_serving_signature_equals_the_model_with_positions(tmp_path):
     model, _, directory = export_tiny(tmp_path / "export", "--positions")
+    assert_serving_equals_model(model, directory)
+
+
+def test_serving_signature_equals_the_model_with_the_aspect_ratio(tmp_path):
+    model, _, directory = export_tiny(tmp_path / "export", "--positions", "--aspect_ratio")
     assert_serving_equals_model(model, directory)
 
 

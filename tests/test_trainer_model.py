@@ -19,13 +19,20 @@ def tiny_config(*flags):
 
 
 def random_batch(lengths, time, seed=0):
-    """(batch, time, 3) ink, zero past each length, like the input pipeline's batches."""
+    """(batch, time, 3) ink, zero past each length, like the input pipeline's batches, and
+    a log_aspect per drawing (read by models with --aspect_ratio only)."""
     rng = np.random.default_rng(seed)
     ink = rng.normal(size=(len(lengths), time, 3)).astype(np.float32)
     ink[:, :, 2] = rng.random((len(lengths), time)) < 0.2
     for row, length in enumerate(lengths):
         ink[row, length:] = 0
-    return {"ink": ink, "lengths": np.array(lengths, np.int32)}
+    log_aspect = rng.normal(size=len(lengths)).astype(np.float32)
+    return {"ink": ink, "lengths": np.array(lengths, np.int32), "log_aspect": log_aspect}
+
+
+def inputs_of(model, batch):
+    """The entries of `batch` that `model` takes."""
+    return {name: batch[name] for name in model.input}
 
 
 def test_parameter_count_lstm_with_batch_norm():
@@ -53,10 +60,18 @@ def test_layers_are_named():
     assert {"conv_dropout_1", "rnn_dropout_1", "sum_over_time", "logits"} <= names
 
 
-@pytest.mark.parametrize("cell_type, positions", [("lstm", False), ("gru", False), ("lstm", True)])
-def test_prediction_does_not_depend_on_padding(cell_type, positions):
+@pytest.mark.parametrize(
+    "cell_type, positions, aspect_ratio",
+    [("lstm", False, False), ("gru", False, False), ("lstm", True, False), ("lstm", True, True)],
+)
+def test_prediction_does_not_depend_on_padding(cell_type, positions, aspect_ratio):
     """The tutorial's conv stack leaked the padding into the sum; here it must not."""
-    flags = ("--batch_norm", f"--cell_type={cell_type}", f"--positions={positions}")
+    flags = (
+        "--batch_norm",
+        f"--cell_type={cell_type}",
+        f"--positions={positions}",
+        f"--aspect_ratio={aspect_ratio}",
+    )
     model = model_lib.build_model(tiny_config(*flags), 7)
     # Batch norm shifts zeros away from zero: give it non-trivial statistics first.
     for layer in model.layers:
@@ -66,8 +81,9 @@ def test_prediction_does_not_depend_on_padding(cell_type, positions):
     alone = random_batch([9], time=9, seed=1)
     padded = random_batch([30, 9, 2], time=57, seed=2)
     padded["ink"][1, :9] = alone["ink"][0]
-    logits_alone = model(alone, training=False).numpy()[0]
-    logits_padded = model(padded, training=False).numpy()[1]
+    padded["log_aspect"][1] = alone["log_aspect"][0]
+    logits_alone = model(inputs_of(model, alone), training=False).numpy()[0]
+    logits_padded = model(inputs_of(model, padded), training=False).numpy()[1]
     np.testing.assert_allclose(logits_padded, logits_alone, rtol=0, atol=1e-5)
 
 
@@ -98,11 +114,35 @@ def test_parameter_count_with_positions():
     assert model.count_params() == plain + 3 * 2 * 4  # the first conv reads 2 more channels
 
 
+def test_parameter_count_with_aspect_ratio():
+    plain = model_lib.build_model(tiny_config("--positions"), num_classes=7).count_params()
+    model = model_lib.build_model(tiny_config("--positions", "--aspect_ratio"), num_classes=7)
+    assert set(model.input) == {"ink", "lengths", "log_aspect"}
+    assert model.count_params() == plain + 3 * 1 * 4  # the first conv reads 1 more channel
+
+
+def test_aspect_ratio_channel_holds_each_drawings_value_on_its_real_steps():
+    steps = np.arange(2 * 4 * 2, dtype=np.float32).reshape(2, 4, 2)
+    mask = np.array([[True, True, True, False], [True, False, False, False]])
+    out = model_lib.PerDrawingChannel()(steps, np.array([0.5, -2.0], np.float32), mask).numpy()
+    np.testing.assert_array_equal(out[..., :2], steps)
+    np.testing.assert_array_equal(out[..., 2], [[0.5, 0.5, 0.5, 0], [-2, 0, 0, 0]])
+
+
+def test_aspect_ratio_changes_the_prediction():
+    model = model_lib.build_model(tiny_config("--aspect_ratio"), num_classes=7)
+    batch = random_batch([9, 5], time=9, seed=4)
+    wide = model(batch, training=False).numpy()
+    batch["log_aspect"] = batch["log_aspect"] + 1
+    assert not np.allclose(model(batch, training=False).numpy(), wide, atol=1e-4)
+
+
 def test_batch_norm_statistics_ignore_padding():
     model = model_lib.build_model(tiny_config("--batch_norm"), num_classes=7)
     layer = model.get_layer("conv_batch_norm_0")
     short = random_batch([6, 4, 5], time=6, seed=3)
     long = {"ink": np.pad(short["ink"], [(0, 0), (0, 40), (0, 0)]), "lengths": short["lengths"]}
+    short = inputs_of(model, short)
     statistics = []
     for batch in (short, long):
         layer.moving_mean.assign(np.zeros(3, np.float32))
@@ -116,7 +156,7 @@ def test_batch_norm_statistics_ignore_padding():
 
 def test_dropout_between_recurrent_layers_drops_in_training_only():
     model = model_lib.build_model(tiny_config("--dropout=0.5"), num_classes=7)
-    batch = random_batch([12, 7], time=12)
+    batch = inputs_of(model, random_batch([12, 7], time=12))
     inference = [model(batch, training=False).numpy() for _ in range(2)]
     np.testing.assert_array_equal(inference[0], inference[1])
     # Only the dropout between the recurrent layers is random once the convs are bypassed.

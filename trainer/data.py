@@ -9,7 +9,8 @@ half to two thirds of them (`plain_dataset`, the baseline `make bench` compares 
 the recurrent layers step through every padded step, so padding is time wasted.
 
 Every element is `({"ink": (batch, time, 3) float32, "lengths": (batch,) int32},
-class_index (batch,) int64)`, the ink right-padded with zeros.
+class_index (batch,) int64)`, the ink right-padded with zeros; with `log_aspect=True` the
+features also hold `"log_aspect": (batch,) float32`.
 """
 
 from __future__ import annotations
@@ -73,14 +74,36 @@ def _records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dat
     return dataset
 
 
-def _features_and_label(ink, lengths, class_index):
-    return {model_lib.INK: ink, model_lib.LENGTHS: lengths}, class_index
+def _parser(log_aspect: bool):
+    """serialized record -> ({"ink": (n, 3), "lengths": n[, "log_aspect"]}, class_index)."""
+
+    def parse_one(serialized):
+        parsed = schema.parse_examples(serialized, log_aspect=log_aspect)
+        features = {model_lib.INK: parsed[schema.INK], model_lib.LENGTHS: parsed["length"]}
+        if log_aspect:
+            features[model_lib.LOG_ASPECT] = parsed[schema.LOG_ASPECT]
+        return features, parsed[schema.CLASS_INDEX]
+
+    return parse_one
 
 
-def _parse_one(serialized):
-    """One serialized record -> ((n, 3) ink, n, class_index)."""
-    parsed = schema.parse_examples(serialized)
-    return parsed[schema.INK], parsed["length"], parsed[schema.CLASS_INDEX]
+def _length(features, class_index):
+    return features[model_lib.LENGTHS]
+
+
+def check_log_aspect(pattern: str) -> None:
+    """ValueError unless the first record of the first file matching `pattern` holds the
+    `log_aspect` feature that `--aspect_ratio` reads (the pipeline writes it; the tutorial's
+    script did not), so a run fails before it builds anything."""
+    first = list_files(pattern)[0]
+    for serialized in tf.data.TFRecordDataset(first).take(1):
+        example = tf.train.Example.FromString(serialized.numpy())
+        if schema.LOG_ASPECT not in example.features.feature:
+            raise ValueError(
+                f"--aspect_ratio reads the {schema.LOG_ASPECT!r} feature, and {first} has "
+                f"none (records from the tutorial's script or an older pipeline): write "
+                f"the records again with `python -m pipeline`, or pass --aspect_ratio=false"
+            )
 
 
 def bucket_boundaries(ratio: float = BUCKET_RATIO, longest: int = 4096) -> list[int]:
@@ -104,6 +127,7 @@ def dataset(
     num_shards: int = 1,
     shard_index: int = 0,
     augment_fn=None,
+    log_aspect: bool = False,
 ) -> tf.data.Dataset:
     """The trainer's input: batches bucketed by length.
 
@@ -117,20 +141,17 @@ def dataset(
       augment_fn: `augment_fn(ink, lengths, seed) -> ink` on each padded batch (training
         only), the lengths unchanged; `seed` is a (2,) int64 tensor, distinct for every
         batch, for stateless random ops.
+      log_aspect: also read each drawing's `log_aspect` (`--aspect_ratio`).
     """
     boundaries = bucket_boundaries()
-    batches = (
-        _records(
-            pattern, training=training, seed=seed, num_shards=num_shards, shard_index=shard_index
-        )
-        .map(_parse_one, num_parallel_calls=tf.data.AUTOTUNE)
-        .bucket_by_sequence_length(
-            element_length_func=lambda ink, length, class_index: length,
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            drop_remainder=training,
-        )
-        .map(_features_and_label)
+    batches = _records(
+        pattern, training=training, seed=seed, num_shards=num_shards, shard_index=shard_index
+    ).map(_parser(log_aspect), num_parallel_calls=tf.data.AUTOTUNE)
+    batches = batches.bucket_by_sequence_length(
+        element_length_func=_length,
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        drop_remainder=training,
     )
     if training and augment_fn is not None:
         batches = _augmented(batches, augment_fn, seed, shard_index)
@@ -150,10 +171,8 @@ def _augmented(batches, augment_fn, seed, shard_index):
     def augment(index, batch):
         features, labels = batch
         batch_seed = tf.stack([tf.cast(seed * 1000003 + shard_index, tf.int64), index])
-        lengths = features[model_lib.LENGTHS]
-        return _features_and_label(
-            augment_fn(features[model_lib.INK], lengths, batch_seed), lengths, labels
-        )
+        ink = augment_fn(features[model_lib.INK], features[model_lib.LENGTHS], batch_seed)
+        return {**features, model_lib.INK: ink}, labels
 
     return batches.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -164,9 +183,8 @@ def plain_dataset(pattern: str, batch_size: int, *, seed: int = 0) -> tf.data.Da
 
     return (
         _records(pattern, training=True, seed=seed, num_shards=1, shard_index=0)
-        .map(_parse_one, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(_parser(log_aspect=False), num_parallel_calls=tf.data.AUTOTUNE)
         .padded_batch(batch_size, drop_remainder=True)
-        .map(_features_and_label)
         .prefetch(tf.data.AUTOTUNE)
         .apply(_without_autotune_thread)
     )

@@ -54,7 +54,9 @@ def make_eval_step(model, num_classes: int):
     return eval_step
 
 
-def count(eval_step, pattern: str, num_classes: int, *, num_shards=1, shard_index=0) -> Counts:
+def count(
+    eval_step, pattern: str, num_classes: int, *, num_shards=1, shard_index=0, log_aspect=False
+) -> Counts:
     """Runs `eval_step` over this worker's share of the eval files, once each."""
     counts = Counts(0.0, 0, np.zeros((num_classes, num_classes), np.int64))
     batches = data.dataset(
@@ -63,6 +65,7 @@ def count(eval_step, pattern: str, num_classes: int, *, num_shards=1, shard_inde
         training=False,
         num_shards=num_shards,
         shard_index=shard_index,
+        log_aspect=log_aspect,
     )
     for features, labels in batches:
         loss_sum, top3_hits, confusion = eval_step(features, labels)

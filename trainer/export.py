@@ -7,8 +7,8 @@
            points (strokes concatenated), right-padded to the longest drawing;
   lengths: (batch,) int32, the number of points of each drawing;
 
-runs the pipeline's normalization and deltas in the graph (`trainer.preprocess`), then the
-classifier, and returns
+runs the pipeline's normalization and deltas in the graph (`trainer.preprocess`; with
+`--aspect_ratio`, the drawing's aspect ratio too), then the classifier, and returns
 
   probabilities:       (batch, classes) float32;
   top_k_classes:       (batch, k) string, the most probable class names, best first;
@@ -55,7 +55,10 @@ class ServingModule(tf.Module):
     )
     def serve(self, points, lengths):
         ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
-        logits = model_lib.inference_logits(self.model, self._config, ink, ink_lengths)
+        log_aspect = None
+        if self._config.aspect_ratio:
+            log_aspect = preprocess.log_aspect_from_points(points, lengths)  # (batch,)
+        logits = model_lib.inference_logits(self.model, self._config, ink, ink_lengths, log_aspect)
         probabilities = tf.nn.softmax(logits)  # (batch, classes)
         top = tf.math.top_k(probabilities, k=self._top_k)
         return {

@@ -2,9 +2,9 @@
 
 The exported model takes drawings as users produce them, absolute points, and must feed the
 classifier exactly what the pipeline wrote into the TFRecords. These functions repeat
-`pipeline.ink.normalize` and `pipeline.ink.deltas` step by step, in float32 and in the same
-order, so the two agree to the last bit; `tests/test_trainer_export.py` holds them equal on
-real drawings.
+`pipeline.ink.normalize`, `pipeline.ink.deltas` and `pipeline.ink.log_aspect` step by step,
+in float32 and in the same order, so the two agree to the last bit (the logarithm to within
+a rounding step); `tests/test_trainer_export.py` holds them equal on real drawings.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ def ink_from_points(points, lengths):
     coordinates = points[:, :, ink_math.X : ink_math.Y + 1]  # (batch, time, 2)
 
     # normalize(): min and max over the drawing's own points, a zero range scales by 1.
-    lower = tf.reduce_min(tf.where(valid, coordinates, float("inf")), axis=1, keepdims=True)
-    upper = tf.reduce_max(tf.where(valid, coordinates, float("-inf")), axis=1, keepdims=True)
+    lower, upper = _bounds(coordinates, valid)  # (batch, 1, 2) each
     scale = upper - lower  # (batch, 1, 2)
     scale = tf.where(tf.equal(scale, 0.0), tf.ones_like(scale), scale)
     normalized = (coordinates - lower) / scale  # (batch, time, 2)
@@ -49,3 +48,32 @@ def ink_from_points(points, lengths):
     keep = tf.sequence_mask(ink_lengths, tf.maximum(time - 1, 0))[:, :, tf.newaxis]
     # tf.where, not a multiplication: a drawing with no points has inf - inf = nan here.
     return tf.where(keep, ink, tf.zeros_like(ink)), ink_lengths
+
+
+def log_aspect_from_points(points, lengths):
+    """`pipeline.ink.log_aspect` of each drawing: log(width / height), each extent floored
+    at `ASPECT_FLOOR` times the larger; 0 when the points coincide (or there are none).
+
+    Args:
+      points, lengths: as for `ink_from_points`.
+
+    Returns:
+      (batch,) float32.
+    """
+    points = tf.convert_to_tensor(points, tf.float32)
+    lengths = tf.cast(lengths, tf.int32)
+    valid = tf.sequence_mask(lengths, tf.shape(points)[1])[:, :, tf.newaxis]  # (batch, time, 1)
+    lower, upper = _bounds(points[:, :, ink_math.X : ink_math.Y + 1], valid)
+    extents = (upper - lower)[:, 0]  # (batch, 2): width, height
+    larger = tf.reduce_max(extents, axis=1, keepdims=True)  # (batch, 1)
+    floored = tf.maximum(extents, larger * ink_math.ASPECT_FLOOR)
+    # The branch not taken may be nan (no points: -inf extents); tf.where drops it.
+    floored = tf.where(larger > 0, floored, tf.ones_like(floored))
+    return tf.math.log(floored[:, 0] / floored[:, 1])
+
+
+def _bounds(coordinates, valid):
+    """The min and max of each drawing's real (`valid`) coordinates: (batch, 1, 2) each."""
+    lower = tf.reduce_min(tf.where(valid, coordinates, float("inf")), axis=1, keepdims=True)
+    upper = tf.reduce_max(tf.where(valid, coordinates, float("-inf")), axis=1, keepdims=True)
+    return lower, upper

@@ -176,6 +176,9 @@ def train_and_evaluate(config: Config) -> dict:
         classes = data.read_classes(config.classes_file)
         data.list_files(config.training_data)
         data.list_files(config.eval_data)
+        if config.aspect_ratio:
+            data.check_log_aspect(config.training_data)
+            data.check_log_aspect(config.eval_data)
     except ValueError as error:
         raise InputError(str(error)) from None
     augment_fn = load_augment_fn(config)
@@ -228,6 +231,7 @@ def train_and_evaluate(config: Config) -> dict:
                 len(classes),
                 num_shards=cluster.num_workers,
                 shard_index=cluster.task_index,
+                log_aspect=config.aspect_ratio,
             )
         counts = evaluate.sum_across_workers(strategy, counts, cluster.num_workers)
         result = evaluate.metrics(counts, classes, at_step)
@@ -276,6 +280,7 @@ def _train_loop(config, strategy, train_steps, optimizer, manager, writer, run_e
             num_shards=context.num_input_pipelines,
             shard_index=context.input_pipeline_id,
             augment_fn=augment_fn,
+            log_aspect=config.aspect_ratio,
         )
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
