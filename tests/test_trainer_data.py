@@ -91,7 +91,8 @@ def test_reads_the_tutorials_own_records(tmp_path):
     assert sorted(read) == [0, 1]
     np.testing.assert_array_equal(read[0], inks[0])
     np.testing.assert_array_equal(read[1], inks[1])
-    with pytest.raises(ValueError, match="has none.*python -m pipeline.*--aspect_ratio=false"):
+    (tmp_path / "training.tfrecord-00000-of-00000").write_bytes(b"")  # empty shards first
+    with pytest.raises(ValueError, match="have none.*python -m pipeline.*--aspect_ratio=false"):
         data.check_log_aspect(f"{tmp_path}/training.tfrecord-*")
 
 

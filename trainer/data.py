@@ -92,17 +92,17 @@ def _length(features, class_index):
 
 
 def check_log_aspect(pattern: str) -> None:
-    """ValueError unless the first record of the first file matching `pattern` holds the
-    `log_aspect` feature that `--aspect_ratio` reads (the pipeline writes it; the tutorial's
-    script did not), so a run fails before it builds anything."""
-    first = list_files(pattern)[0]
-    for serialized in tf.data.TFRecordDataset(first).take(1):
+    """ValueError unless the first record matching `pattern` holds the `log_aspect` feature
+    that `--aspect_ratio` reads (the pipeline writes it; the tutorial's script did not), so
+    a run fails before it builds anything. (Shards may be empty: the first record counts.)"""
+    for serialized in tf.data.TFRecordDataset(list_files(pattern)).take(1):
         example = tf.train.Example.FromString(serialized.numpy())
         if schema.LOG_ASPECT not in example.features.feature:
             raise ValueError(
-                f"--aspect_ratio reads the {schema.LOG_ASPECT!r} feature, and {first} has "
-                f"none (records from the tutorial's script or an older pipeline): write "
-                f"the records again with `python -m pipeline`, or pass --aspect_ratio=false"
+                f"--aspect_ratio reads the {schema.LOG_ASPECT!r} feature, and the records "
+                f"of {pattern!r} have none (from the tutorial's script or an older "
+                f"pipeline): write them again with `python -m pipeline`, or pass "
+                f"--aspect_ratio=false"
             )
 
 
