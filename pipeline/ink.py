@@ -126,14 +126,29 @@ def log_aspect_batch(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size == 0:
         return np.zeros(0, dtype=np.float32)
-    if counts.min() < 1:
-        raise ValueError("every drawing needs at least 1 point")
+    _, lower, upper = _bounds_batch(points, counts, fewest_points=1)
+    return _log_aspects(upper - lower)
+
+
+def _bounds_batch(points: np.ndarray, counts: np.ndarray, fewest_points: int):
+    """Where each drawing starts, and the min and max of its x and y.
+
+    Args:
+      points: (total_points, 3), the drawings back to back.
+      counts: (drawings,) int64, not empty; ValueError if any is below `fewest_points`.
+
+    Returns:
+      starts (drawings,) int64, lower and upper (drawings, 2).
+    """
+    if counts.min() < fewest_points:
+        noun = "point" if fewest_points == 1 else "points"
+        raise ValueError(f"every drawing needs at least {fewest_points} {noun}")
     starts = np.zeros(len(counts), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     coordinates = points[:, :2]  # (total_points, 2)
     lower = np.minimum.reduceat(coordinates, starts, axis=0)  # (drawings, 2)
-    extents = np.maximum.reduceat(coordinates, starts, axis=0) - lower
-    return _log_aspects(extents)
+    upper = np.maximum.reduceat(coordinates, starts, axis=0)
+    return starts, lower, upper
 
 
 def deltas_batch(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -150,16 +165,11 @@ def deltas_batch(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size == 0:
         return np.zeros((0, 3), dtype=np.float32)
-    if counts.min() < 2:
-        raise ValueError("every drawing needs at least 2 points")
-    starts = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    coordinates = points[:, :2]  # (total_points, 2)
-    lower = np.minimum.reduceat(coordinates, starts, axis=0)  # (drawings, 2)
-    scale = np.maximum.reduceat(coordinates, starts, axis=0) - lower
+    starts, lower, upper = _bounds_batch(points, counts, fewest_points=2)  # lower: (drawings, 2)
+    scale = upper - lower
     scale[scale == 0] = 1
     owner = np.repeat(np.arange(len(counts)), counts)  # (total_points,)
-    normalized = (coordinates - lower[owner]) / scale[owner]
+    normalized = (points[:, :2] - lower[owner]) / scale[owner]
     # Row i of `steps` is point i + 1 minus point i; the rows that would cross from one
     # drawing into the next are exactly those that end at a drawing's first point.
     steps = normalized[1:] - normalized[:-1]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from trainer_fixtures import REPO, trainer_env
+from trainer_fixtures import REPO, data_flags, trainer_env
 
 from trainer import config as config_lib
 
@@ -121,15 +121,20 @@ def test_config_round_trips_through_json():
     assert config_lib.Config.from_json(config.to_json()) == config
 
 
-def test_bad_flag_in_a_real_process_exits_2_with_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "trainer", *REQUIRED, "--cell_type=transformer"],
+def run_trainer(flags, timeout=120) -> subprocess.CompletedProcess:
+    """`python -m trainer FLAGS` as a real process, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *flags],
         cwd=REPO,
         env=trainer_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
+
+
+def test_bad_flag_in_a_real_process_exits_2_with_one_line():
+    result = run_trainer([*REQUIRED, "--cell_type=transformer"], timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -146,14 +151,7 @@ def test_missing_data_in_a_real_process_exits_2_with_one_line(tmp_path):
         f"--model_dir={tmp_path}/model",
     ]
     (tmp_path / "classes").write_text("cat\ndog\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "trainer", *flags],
-        cwd=REPO,
-        env=trainer_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_trainer(flags)
     assert result.returncode == 2
     # TensorFlow's own start-up lines may come first; ours is the last and only one.
     ours = [line for line in result.stderr.splitlines() if "python -m trainer" in line]
@@ -171,22 +169,8 @@ def test_aspect_ratio_on_records_without_it_exits_2_before_training(tmp_path):
     for split in ("train", "eval"):
         record = schema.encode_example(np.ones((4, 3), np.float32), 0, b"k")  # no log_aspect
         (tmp_path / schema.shard_name(split, 0, 1)).write_bytes(schema.frame_record(record))
-    (tmp_path / "classes").write_text("cat\n")
-    flags = [
-        f"--training_data={tmp_path}/training.tfrecord-*",
-        f"--eval_data={tmp_path}/eval.tfrecord-*",
-        f"--classes_file={tmp_path}/classes",
-        f"--model_dir={tmp_path}/model",
-        "--preset=local",
-    ]
-    result = subprocess.run(
-        [sys.executable, "-m", "trainer", *flags],
-        cwd=REPO,
-        env=trainer_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    (tmp_path / schema.classes_file_name("train")).write_text("cat\n")
+    result = run_trainer([*data_flags(tmp_path, tmp_path / "model"), "--preset=local"])
     assert result.returncode == 2
     last = result.stderr.rstrip().splitlines()[-1]
     assert last.startswith("python -m trainer: error: --aspect_ratio reads the 'log_aspect'")
