@@ -33,7 +33,7 @@ def test_defaults_are_the_tutorials():
     assert (config.batch_size, config.steps) == (8, 100000)
     assert (config.lr_schedule, config.warmup_steps, config.augment) == ("constant", 0, False)
     # The tutorial's model reads the ink alone, so its own records suffice.
-    assert (config.positions, config.aspect_ratio) == (False, False)
+    assert (config.positions, config.aspect_ratio, config.directions) == (False, False, False)
     assert config.checkpoint_dir == "out/checkpoints"
     assert config.log_dir == "out/logs"
 

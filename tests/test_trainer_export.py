@@ -174,6 +174,12 @@ def test_serving_signature_equals_the_model_with_the_aspect_ratio(tmp_path):
     assert_serving_equals_model(model, directory)
 
 
+def test_serving_signature_equals_the_model_with_directions(tmp_path):
+    flags = ("--positions", "--aspect_ratio", "--directions")
+    model, _, directory = export_tiny(tmp_path / "export", *flags)
+    assert_serving_equals_model(model, directory)
+
+
 def test_serving_latency_is_measured_on_one_drawing(exported):
     _, _, directory = exported
     points = ink_math.points_from_strokes(real_strokes(limit_per_file=1)[0])

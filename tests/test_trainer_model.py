@@ -61,16 +61,23 @@ def test_layers_are_named():
 
 
 @pytest.mark.parametrize(
-    "cell_type, positions, aspect_ratio",
-    [("lstm", False, False), ("gru", False, False), ("lstm", True, False), ("lstm", True, True)],
+    "cell_type, positions, aspect_ratio, directions",
+    [
+        ("lstm", False, False, False),
+        ("gru", False, False, False),
+        ("lstm", True, False, False),
+        ("lstm", True, True, False),
+        ("lstm", True, True, True),
+    ],
 )
-def test_prediction_does_not_depend_on_padding(cell_type, positions, aspect_ratio):
+def test_prediction_does_not_depend_on_padding(cell_type, positions, aspect_ratio, directions):
     """The tutorial's conv stack leaked the padding into the sum; here it must not."""
     flags = (
         "--batch_norm",
         f"--cell_type={cell_type}",
         f"--positions={positions}",
         f"--aspect_ratio={aspect_ratio}",
+        f"--directions={directions}",
     )
     model = model_lib.build_model(tiny_config(*flags), 7)
     # Batch norm shifts zeros away from zero: give it non-trivial statistics first.
@@ -119,6 +126,32 @@ def test_parameter_count_with_aspect_ratio():
     model = model_lib.build_model(tiny_config("--positions", "--aspect_ratio"), num_classes=7)
     assert set(model.input) == {"ink", "lengths", "log_aspect"}
     assert model.count_params() == plain + 3 * 1 * 4  # the first conv reads 1 more channel
+
+
+def test_parameter_count_with_directions():
+    plain = model_lib.build_model(tiny_config("--positions"), num_classes=7).count_params()
+    model = model_lib.build_model(tiny_config("--positions", "--directions"), num_classes=7)
+    assert model.count_params() == plain + 3 * 3 * 4  # the first conv reads 3 more channels
+
+
+def test_directions_are_unit_steps_and_their_lengths():
+    # Two drawings, padded: steps right, up-left (3-4-5), a repeated point (no step), and
+    # one drawing of a single step; the padded step holds garbage that must not leak.
+    steps = np.array(
+        [
+            [[0.5, 0.0, 0.0], [-0.3, 0.4, 1.0], [0.0, 0.0, 1.0]],
+            [[0.0, -0.2, 1.0], [9.0, 9.0, 9.0], [9.0, 9.0, 9.0]],
+        ],
+        np.float32,
+    )
+    mask = np.array([[True, True, True], [True, False, False]])
+    out = model_lib.InkDirections()(steps, mask).numpy()
+    np.testing.assert_array_equal(out[..., :3], steps)
+    expected = [
+        [[1.0, 0.0, 0.5], [-0.6, 0.8, 0.5], [0.0, 0.0, 0.0]],
+        [[0.0, -1.0, 0.2], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+    ]
+    np.testing.assert_allclose(out[..., 3:], expected, atol=1e-6)
 
 
 def test_aspect_ratio_channel_holds_each_drawings_value_on_its_real_steps():

@@ -34,7 +34,7 @@ def run(tmp_path_factory):
     hypertune = tmp_path_factory.mktemp("hypertune") / "output.metrics"
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={STEPS}"]
     flags += ["--eval_every=30", "--checkpoint_every=30", "--log_every=10", "--ema_decay=0.9"]
-    flags += ["--positions", "--aspect_ratio"]  # the local preset's extra inputs, end to end
+    flags += ["--positions", "--aspect_ratio", "--directions"]  # the local preset's inputs
     with pytest.MonkeyPatch.context() as patch:
         for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
             patch.delenv(name, raising=False)

@@ -47,6 +47,7 @@ TUTORIAL = {
     "augment": False,
     "positions": False,
     "aspect_ratio": False,
+    "directions": False,
 }
 
 # A laptop recipe, sized so that 26 categories x 120 drawings train in about ten minutes
@@ -59,7 +60,7 @@ LOCAL = {
     # positions gave the best held-out accuracy in the time; a moving average of the
     # weights (horizon ~500 steps) matched the last weights on the folds and beat them on
     # further held-out drawings; the drawing's aspect ratio raised top-1 and top-3 on the
-    # folds (README, "Accuracy").
+    # folds, each step's direction and length top-1 (README, "Accuracy").
     "num_layers": 2,
     "batch_size": 64,
     "learning_rate": 0.003,
@@ -68,6 +69,7 @@ LOCAL = {
     "augment": True,
     "positions": True,
     "aspect_ratio": True,
+    "directions": True,
     "ema_decay": 0.998,
     "steps": 2200,
     "eval_every": 550,
@@ -112,6 +114,7 @@ class Config:
     augment: bool
     positions: bool
     aspect_ratio: bool
+    directions: bool
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -125,6 +128,7 @@ class Config:
         values.setdefault("positions", False)
         values.setdefault("ema_decay", 0.0)
         values.setdefault("aspect_ratio", False)
+        values.setdefault("directions", False)
         return cls(**values)
 
 
@@ -274,6 +278,14 @@ def make_parser() -> argparse.ArgumentParser:
         const=True,
         help="also feed the drawing's log(width / height) to the convolutions; needs the "
         "pipeline's log_aspect feature, which the tutorial's files lack (false)",
+    )
+    model.add_argument(
+        "--directions",
+        type=_bool,
+        nargs="?",
+        const=True,
+        help="also feed each step's direction (a unit vector) and length to the convolutions "
+        "(false)",
     )
 
     training = parser.add_argument_group("training")

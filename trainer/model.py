@@ -88,6 +88,34 @@ class InkPositions(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="trainer")
+class InkDirections(keras.layers.Layer):
+    """(batch, time, channels) -> (batch, time, channels + 3): each step's direction as a
+    unit vector (x, y) and its length, from the ink's first two channels (the steps).
+
+    The convolutions have no activation, so the stack is one linear map of a few
+    neighbouring steps and the recurrent layers are the first nonlinearity. A step's
+    direction and length are nonlinear in the step and cheap to compute once, here. A
+    step of length zero has no direction: (0, 0, 0). Zero on padded steps.
+    """
+
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, inputs, mask):
+        real = ops.expand_dims(mask, -1)  # (batch, time, 1)
+        steps = ops.where(real, inputs[..., :2], ops.zeros_like(inputs[..., :2]))
+        length = ops.sqrt(ops.sum(ops.square(steps), axis=-1, keepdims=True))  # (batch, time, 1)
+        direction = ops.divide_no_nan(steps, length)  # (batch, time, 2)
+        return ops.concatenate([inputs, direction, length], axis=-1)
+
+    def compute_output_spec(self, inputs, mask):
+        shape = (inputs.shape[0], inputs.shape[1], inputs.shape[2] + 3)
+        return keras.KerasTensor(shape, dtype=inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="trainer")
 class PerDrawingChannel(keras.layers.Layer):
     """(batch, time, channels) and (batch,) values -> (batch, time, channels + 1): each
     drawing's value as one more channel, on its real steps; zero on padded steps.
@@ -200,6 +228,8 @@ def build_model(config: Config, num_classes: int) -> keras.Model:
     if config.aspect_ratio:
         inputs[LOG_ASPECT] = keras.Input(shape=(), dtype="float32", name=LOG_ASPECT)  # (batch,)
         steps = PerDrawingChannel(name="aspect_ratio")(steps, inputs[LOG_ASPECT], mask)
+    if config.directions:
+        steps = InkDirections(name="directions")(steps, mask)  # 3 more channels
     for index, (filters, width) in enumerate(zip(config.num_conv, config.conv_len)):
         if config.batch_norm:
             steps = MaskedBatchNormalization(name=f"conv_batch_norm_{index}")(steps, mask)
@@ -242,6 +272,8 @@ def inference_logits(model: keras.Model, config: Config, ink, lengths, log_aspec
         steps = model.get_layer("positions")(ink, mask)  # (batch, time, 5)
     if config.aspect_ratio:
         steps = model.get_layer("aspect_ratio")(steps, log_aspect, mask)
+    if config.directions:
+        steps = model.get_layer("directions")(steps, mask)
     for index in range(len(config.num_conv)):
         if config.batch_norm:
             steps = model.get_layer(f"conv_batch_norm_{index}")(steps, mask, training=False)
