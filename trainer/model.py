@@ -56,6 +56,12 @@ class ZeroPadding(keras.layers.Layer):
         return ops.where(ops.expand_dims(mask, -1), inputs, ops.zeros_like(inputs))
 
 
+def _real_steps(inputs, real):
+    """The ink's two step channels (dx, dy) of (batch, time, channels), zero where `real`,
+    (batch, time, 1) bool, is false."""
+    return ops.where(real, inputs[..., :2], ops.zeros_like(inputs[..., :2]))
+
+
 @keras.saving.register_keras_serializable(package="trainer")
 class InkPositions(keras.layers.Layer):
     """(batch, time, 3) ink -> (batch, time, 5): the ink and each point's position.
@@ -75,7 +81,7 @@ class InkPositions(keras.layers.Layer):
 
     def call(self, inputs, mask):
         real = ops.expand_dims(mask, -1)  # (batch, time, 1)
-        steps = ops.where(real, inputs[..., :2], ops.zeros_like(inputs[..., :2]))
+        steps = _real_steps(inputs, real)
         relative = ops.cumsum(steps, axis=1)  # (batch, time, 2)
         lowest = ops.min(ops.where(real, relative, ops.full_like(relative, 2.0)), axis=1)
         lowest = ops.minimum(lowest, 0.0)  # (batch, 2): the first point counts too
@@ -104,8 +110,7 @@ class InkDirections(keras.layers.Layer):
         return None
 
     def call(self, inputs, mask):
-        real = ops.expand_dims(mask, -1)  # (batch, time, 1)
-        steps = ops.where(real, inputs[..., :2], ops.zeros_like(inputs[..., :2]))
+        steps = _real_steps(inputs, ops.expand_dims(mask, -1))
         length = ops.sqrt(ops.sum(ops.square(steps), axis=-1, keepdims=True))  # (batch, time, 1)
         direction = ops.divide_no_nan(steps, length)  # (batch, time, 2)
         return ops.concatenate([inputs, direction, length], axis=-1)
