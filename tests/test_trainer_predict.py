@@ -45,6 +45,10 @@ def drawings_file(tmp_path_factory):
     good.insert(4, json.dumps(unlabelled).encode() + b"\n")
     unknown = json.loads(good[1])
     unknown["word"] = "unicorn"  # a word the model has no class for
+    unknown["recognized"] = False
+    unmarked = json.loads(good[2])
+    del unmarked["recognized"]  # counted in the whole, in neither group
+    good[2] = json.dumps(unmarked).encode() + b"\n"
     good.append(json.dumps(unknown).encode() + b"\n")
     lines = (
         good[:4]
@@ -79,6 +83,13 @@ def expected_probabilities(model_dir, lines):
     return serve(points=batch, lengths=lengths)["probabilities"].numpy()
 
 
+def summary_figures(labelled):
+    """The summary's figures for (record, probabilities) pairs of labelled drawings."""
+    top1 = np.mean([CLASSES[int(np.argmax(row))] == r["word"] for r, row in labelled])
+    top3 = np.mean([r["word"] in CLASSES for r, _ in labelled])  # 3 classes: all but unicorn
+    return {"drawings": len(labelled), "top1": pytest.approx(top1), "top3": pytest.approx(top3)}
+
+
 def test_classifies_each_drawing_in_order_and_sums_up(model_dir, drawings_file):
     path, good = drawings_file
     result = predict("--model_dir", model_dir, "--top_k", 2, path)
@@ -96,10 +107,15 @@ def test_classifies_each_drawing_in_order_and_sums_up(model_dir, drawings_file):
         assert [entry["probability"] for entry in line["top_k"]] == pytest.approx(
             sorted(row, reverse=True)[:2], abs=1e-5
         )
-    labelled = [(r["word"], row) for r, row in zip(records, probabilities) if "word" in r]
-    top1 = np.mean([CLASSES[int(np.argmax(row))] == word for word, row in labelled])
-    summary = {"drawings": 10, "top1": pytest.approx(top1), "top3": pytest.approx(0.9)}
-    assert output[-1] == {"summary": summary}  # 3 classes: top-3 misses only the unicorn
+    labelled = [(r, row) for r, row in zip(records, probabilities) if "word" in r]
+    summary = summary_figures(labelled)
+    for flag, name in ((True, "recognized"), (False, "unrecognized")):
+        group = [(r, row) for r, row in labelled if r.get("recognized") is flag]
+        assert group  # the real drawings here were recognized; the unicorn is marked not
+        summary[name] = summary_figures(group)
+    assert summary["drawings"] == 10 and summary["top3"] == pytest.approx(0.9)
+    assert summary["recognized"]["drawings"] + summary["unrecognized"]["drawings"] == 9
+    assert output[-1] == {"summary": summary}
     assert "1 drawing(s) have a word the model does not know, counted as misses: unicorn" in (
         result.stderr
     )

@@ -8,7 +8,9 @@ JSON line per drawing, in input order:
     {"key_id": "...", "word": "cat", "top_k": [{"label": "cat", "probability": 0.91}, ...]}
 
 `word` appears when the line has one. When any drawing has a word, a last line sums up how
-often the model agreed with it: `{"summary": {"drawings": N, "top1": ..., "top3": ...}}`.
+often the model agreed with it: `{"summary": {"drawings": N, "top1": ..., "top3": ...}}`; when
+drawings carry the dataset's `recognized` field (whether the game's own model recognized them),
+the summary also holds the same three figures under `recognized` and `unrecognized`.
 Lines that are not valid drawings are reported on stderr with their reason (the pipeline's
 own checks, `pipeline.drawings`) and skipped. Only `model_dir/export/` is read.
 """
@@ -114,23 +116,34 @@ def _with_placeholder_word(line: bytes) -> tuple[bytes, dict | None]:
 
 
 class Summary:
+    """How often the model's ranking agreed with the drawings' words: over all of them, and
+    apart over those the game's own model recognized and those it did not, for the drawings
+    that carry the dataset's `recognized` field."""
+
     def __init__(self):
         self.drawings = self.top1 = self.top3 = 0
         self.unknown_words: dict[str, int] = {}  # words that are none of the model's classes
+        self.by_recognized: dict[bool, Summary] = {}
 
-    def add(self, word: str, ranked: list[str]) -> None:
+    def add(self, word: str, ranked: list[str], recognized: bool | None = None) -> None:
         self.drawings += 1
         if word not in ranked:
             self.unknown_words[word] = self.unknown_words.get(word, 0) + 1
         self.top1 += ranked[:1] == [word]
         self.top3 += word in ranked[:3]
+        if recognized is not None:
+            self.by_recognized.setdefault(recognized, Summary()).add(word, ranked)
 
     def as_dict(self) -> dict:
-        return {
+        result = {
             "drawings": self.drawings,
             "top1": self.top1 / self.drawings,
             "top3": self.top3 / self.drawings,
         }
+        for recognized, name in ((True, "recognized"), (False, "unrecognized")):
+            if recognized in self.by_recognized:
+                result[name] = self.by_recognized[recognized].as_dict()
+        return result
 
 
 def classify_file(path, classifier, top_k, batch_size, summary, out) -> int:
@@ -166,7 +179,8 @@ def classify_file(path, classifier, top_k, batch_size, summary, out) -> int:
                 line = {"key_id": batch.key_ids[index]}
                 if word != _NO_WORD:
                     line["word"] = word
-                    summary.add(word, labels)
+                    recognized = records[int(batch.line_numbers[index])].get("recognized")
+                    summary.add(word, labels, recognized if isinstance(recognized, bool) else None)
                 line["top_k"] = [
                     {"label": labels[k], "probability": round(float(probabilities[index, i]), 6)}
                     for k, i in enumerate(ranked[:top_k])
