@@ -115,31 +115,44 @@ def _with_placeholder_word(line: bytes) -> tuple[bytes, dict | None]:
     return line, record if isinstance(record, dict) else None
 
 
+class _Tally:
+    """Drawings counted and how many the model ranked first, and in its first three."""
+
+    def __init__(self):
+        self.drawings = self.top1 = self.top3 = 0
+
+    def add(self, word: str, ranked: list[str]) -> None:
+        self.drawings += 1
+        self.top1 += ranked[:1] == [word]
+        self.top3 += word in ranked[:3]
+
+    def as_dict(self) -> dict:
+        return {
+            "drawings": self.drawings,
+            "top1": self.top1 / self.drawings,
+            "top3": self.top3 / self.drawings,
+        }
+
+
 class Summary:
     """How often the model's ranking agreed with the drawings' words: over all of them, and
     apart over those the game's own model recognized and those it did not, for the drawings
     that carry the dataset's `recognized` field."""
 
     def __init__(self):
-        self.drawings = self.top1 = self.top3 = 0
+        self.all = _Tally()
+        self.by_recognized: dict[bool, _Tally] = {}
         self.unknown_words: dict[str, int] = {}  # words that are none of the model's classes
-        self.by_recognized: dict[bool, Summary] = {}
 
     def add(self, word: str, ranked: list[str], recognized: bool | None = None) -> None:
-        self.drawings += 1
         if word not in ranked:
             self.unknown_words[word] = self.unknown_words.get(word, 0) + 1
-        self.top1 += ranked[:1] == [word]
-        self.top3 += word in ranked[:3]
+        self.all.add(word, ranked)
         if recognized is not None:
-            self.by_recognized.setdefault(recognized, Summary()).add(word, ranked)
+            self.by_recognized.setdefault(recognized, _Tally()).add(word, ranked)
 
     def as_dict(self) -> dict:
-        result = {
-            "drawings": self.drawings,
-            "top1": self.top1 / self.drawings,
-            "top3": self.top3 / self.drawings,
-        }
+        result = self.all.as_dict()
         for recognized, name in ((True, "recognized"), (False, "unrecognized")):
             if recognized in self.by_recognized:
                 result[name] = self.by_recognized[recognized].as_dict()
@@ -212,7 +225,7 @@ def main(argv=None) -> int:
     bad = 0
     for path in args.files:
         bad += classify_file(path, classifier, args.top_k, args.batch_size, summary, sys.stdout)
-    if summary.drawings:
+    if summary.all.drawings:
         sys.stdout.write(orjson.dumps({"summary": summary.as_dict()}).decode() + "\n")
     if summary.unknown_words:
         logging.warning(
