@@ -13,7 +13,7 @@ import tensorflow as tf
 from trainer_fixtures import read_drawings, require_shared_quickdraw
 
 from pipeline import ink as ink_math
-from trainer.augment import AugmentConfig, augment_batch
+from trainer.augment import TEST_TIME, AugmentConfig, augment_batch, prediction_views
 
 NONE = AugmentConfig(
     scale=0,
@@ -348,3 +348,36 @@ def test_the_default_strengths_distort_mildly(batch):
     ink, lengths = batch
     out = augment_batch(ink, lengths, tf.constant([19, 20])).numpy()
     assert 0.005 < np.abs(out - ink).mean() < 0.1
+
+
+def test_prediction_views_start_with_the_drawing_and_do_not_depend_on_the_batch():
+    require_shared_quickdraw()
+    drawings = read_drawings("bowtie", 6)
+    inks = [drawings.ink_of(index) for index in range(len(drawings))]
+    ink, lengths = padded(inks, time=max(len(i) for i in inks) + 9)
+    views = prediction_views(ink, lengths, 5).numpy()
+    assert views.shape == (5,) + ink.shape
+    np.testing.assert_array_equal(views[0], ink)
+    padding = np.arange(ink.shape[1])[None, :] >= lengths[:, None]
+    assert np.all(views[:, padding] == 0)
+    for row, length in enumerate(lengths):
+        distinct = {views[v, row, :length].tobytes() for v in range(5)}
+        assert len(distinct) == 5  # four distorted copies, each its own
+        # A drawing alone, unpadded, gets the very views it got in the padded batch.
+        alone = prediction_views(ink[row : row + 1, :length], lengths[row : row + 1], 5)
+        np.testing.assert_array_equal(alone.numpy()[:, 0], views[:, row, :length])
+    # Half the training strengths: the copies stay close to the drawing.
+    shift = [
+        np.abs(points_of(views[v, row], n) - points_of(ink[row], n)).mean()
+        for v in range(1, 5)
+        for row, n in enumerate(lengths)
+    ]
+    assert 0.005 < np.median(shift) < 0.1
+    assert TEST_TIME.rotation_degrees == AugmentConfig().rotation_degrees / 2
+
+
+def test_one_prediction_view_is_the_ink_and_zero_is_an_error():
+    ink, lengths = padded([PLUS])
+    np.testing.assert_array_equal(prediction_views(ink, lengths, 1).numpy(), ink[None])
+    with pytest.raises(ValueError, match="views must be at least 1"):
+        prediction_views(ink, lengths, 0)

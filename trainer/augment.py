@@ -24,6 +24,9 @@ zero.
 
 Everything is TensorFlow ops on tensors of any batch size and length, so the function runs
 inside `tf.data.Dataset.map` or a `tf.function`.
+
+`prediction_views` uses the same distortions at half strength, with a fixed seed, to give
+evaluation and the serving model several views of each drawing (`--test_time_views`).
 """
 
 from __future__ import annotations
@@ -262,3 +265,55 @@ def _shuffle_strokes(points, stroke_of_point, lengths, shuffled, stroke_keys):
     ) + tf.cast(index, tf.int64)
     source = tf.argsort(order_key, axis=1, stable=True)
     return tf.gather(points, source, batch_dims=1), tf.gather(new_stroke, source, batch_dims=1)
+
+
+# The views `--test_time_views` averages over: half the training strengths, so that each
+# view is a drawing the model could have been trained on, not one at the edge of it.
+TEST_TIME = AugmentConfig(
+    scale=0.05,
+    shear=0.1,
+    rotation_degrees=7.5,
+    point_jitter=0.005,
+    stroke_jitter=0.01,
+    stroke_reversal=0.15,
+    stroke_order=0.4,
+)
+_TEST_TIME_SEED = (20261122, 0)
+
+
+def prediction_views(ink, lengths, views: int, config: AugmentConfig = TEST_TIME):
+    """`views` versions of every drawing: the ink itself, then `views - 1` distorted copies.
+
+    Each drawing's copies are drawn from a fixed seed and from that drawing alone, cut to
+    its own length, so they do not depend on the other drawings of the batch, on its place
+    in the batch or on the padding: a drawing gets the same prediction however it is sent.
+
+    Args:
+      ink: (batch, time, 3) float32 deltas and end_of_stroke, zero past each length.
+      lengths: (batch,) integer.
+      views: at least 1.
+
+    Returns:
+      (views, batch, time, 3) float32; view 0 is `ink`.
+    """
+    if views < 1:
+        raise ValueError(f"views must be at least 1, got {views}")
+    ink = tf.convert_to_tensor(ink, tf.float32)
+    if views == 1:
+        return ink[None]
+    lengths = tf.cast(lengths, tf.int32)
+    time = tf.shape(ink)[1]
+    seed = tf.constant(_TEST_TIME_SEED, tf.int64)
+
+    def copies(drawing_and_length):
+        drawing, length = drawing_and_length
+        own = tf.tile(drawing[None, :length], [views - 1, 1, 1])  # (views - 1, length, 3)
+        distorted = augment_batch(own, tf.fill([views - 1], length), seed, config)
+        return tf.pad(distorted, [[0, 0], [0, time - length], [0, 0]])
+
+    distorted = tf.map_fn(
+        copies,
+        (ink, lengths),
+        fn_output_signature=tf.TensorSpec([views - 1, None, 3], tf.float32),
+    )  # (batch, views - 1, time, 3)
+    return tf.concat([ink[None], tf.transpose(distorted, [1, 0, 2, 3])], axis=0)

@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from pipeline import schema
+from trainer import augment
 from trainer.config import Config
 
 INK = schema.INK  # model input: (batch, time, 3) ink, right-padded with zeros
@@ -294,6 +296,29 @@ def inference_logits(model: keras.Model, config: Config, ink, lengths, log_aspec
             steps = layer(steps, mask=mask, training=False)  # (batch, time, 2 * num_nodes)
     summed = model.get_layer("sum_over_time")(steps, mask)  # (batch, 2 * num_nodes)
     return model.get_layer("logits")(summed)
+
+
+def averaged_logits(logits_fn, features: dict, views: int):
+    """The logits of the class probabilities averaged over `views` views of each drawing
+    (`--test_time_views`; `trainer.augment.prediction_views`): log of the mean of the
+    softmax of `logits_fn` over the views, so that softmax, top-k and cross-entropy read
+    the average. With one view, `logits_fn(features)` itself.
+
+    Args:
+      logits_fn: features -> (batch, classes) logits (the model, or `inference_logits`).
+      features: the model's inputs (`INK`, `LENGTHS`, with `--aspect_ratio` `LOG_ASPECT`).
+    """
+    if views == 1:
+        return logits_fn(features)
+    ink = augment.prediction_views(features[INK], features[LENGTHS], views)
+    batch, time = tf.shape(ink)[1], tf.shape(ink)[2]
+    # All views in one batch: (views * batch, ...), view-major.
+    flat = {name: tf.tile(value, [views]) for name, value in features.items() if name != INK}
+    flat[INK] = tf.reshape(ink, [views * batch, time, schema.INK_COLUMNS])
+    probabilities = tf.nn.softmax(logits_fn(flat))  # (views * batch, classes)
+    mean = tf.reduce_mean(tf.reshape(probabilities, [views, batch, -1]), axis=0)
+    # A class no view gives any probability keeps a finite logit.
+    return tf.math.log(tf.maximum(mean, np.finfo(np.float32).tiny))
 
 
 def _fused_lstm(cell, steps, lengths, reverse):
