@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -34,6 +35,7 @@ def test_defaults_are_the_tutorials():
     assert (config.lr_schedule, config.warmup_steps, config.augment) == ("constant", 0, False)
     # The tutorial's model reads the ink alone, so its own records suffice.
     assert (config.positions, config.aspect_ratio, config.directions) == (False, False, False)
+    assert config.test_time_views == 1  # each drawing alone, as the tutorial predicted
     assert config.checkpoint_dir == "out/checkpoints"
     assert config.log_dir == "out/logs"
 
@@ -72,6 +74,7 @@ def test_local_preset_and_explicit_flags_win():
         ("--dropout=1.5", "--dropout: must be in [0, 1)"),
         ("--cell_type=rnn", "--cell_type: invalid choice: 'rnn'"),
         ("--batch_size=0", "--batch_size: must be a positive integer"),
+        ("--test_time_views=0", "--test_time_views: must be a positive integer"),
         ("--steps=ten", "--steps: must be an integer"),
         ("--batch_norm=maybe", "--batch_norm: must be true or false"),
         ("--gradient_clipping_norm=-1", "--gradient_clipping_norm: must be a number >= 0"),
@@ -119,6 +122,10 @@ def test_gcs_paths_go_through_the_mount_only_when_it_holds_the_bucket(tmp_path):
 def test_config_round_trips_through_json():
     config = config_lib.parse_flags(REQUIRED + ["--preset=local"])
     assert config_lib.Config.from_json(config.to_json()) == config
+    # config.json of a model exported before --test_time_views: one view.
+    older = json.loads(config.to_json())
+    del older["test_time_views"]
+    assert config_lib.Config.from_json(json.dumps(older)).test_time_views == 1
 
 
 def run_trainer(flags, timeout=120) -> subprocess.CompletedProcess:

@@ -180,6 +180,40 @@ def test_serving_signature_equals_the_model_with_directions(tmp_path):
     assert_serving_equals_model(model, directory)
 
 
+def test_serving_averages_the_views_as_evaluation_does(tmp_path):
+    flags = ("--positions", "--aspect_ratio", "--directions", "--test_time_views=4")
+    model, config, directory = export_tiny(tmp_path / "export", *flags)
+    strokes = real_strokes(limit_per_file=1)[:30]
+    loaded = tf.saved_model.load(str(directory))
+    batch, lengths = padded([ink_math.points_from_strokes(s) for s in strokes], fill=3.0)
+    averaged = loaded.signatures[export.SIGNATURE](points=batch, lengths=lengths)
+    single = loaded.signatures[export.SINGLE_VIEW_SIGNATURE](points=batch, lengths=lengths)
+
+    inks = [ink_math.ink_from_strokes(drawing) for drawing in strokes]
+    ink_batch, ink_lengths = export.pad_points(inks)
+    aspects = [ink_math.log_aspect(ink_math.points_from_strokes(s)) for s in strokes]
+    features = {"ink": ink_batch, "lengths": ink_lengths, "log_aspect": np.float32(aspects)}
+    logits = model_lib.averaged_logits(
+        lambda inputs: model(inputs, training=False), features, config.test_time_views
+    )
+    # What evaluation scores (the Keras model) is what the export serves (fused kernels).
+    expected = tf.nn.softmax(logits).numpy()
+    np.testing.assert_allclose(averaged["probabilities"].numpy(), expected, atol=1e-5)
+    alone = tf.nn.softmax(model(features, training=False)).numpy()
+    np.testing.assert_allclose(single["probabilities"].numpy(), alone, atol=1e-5)
+    assert np.abs(expected - alone).max() > 1e-4  # the views do change the prediction
+    # A drawing sent alone gets the prediction it got in the padded batch.
+    for row in (0, 17):
+        one, length = padded([ink_math.points_from_strokes(strokes[row])])
+        served = loaded.signatures[export.SIGNATURE](points=one, lengths=length)
+        np.testing.assert_allclose(served["probabilities"].numpy()[0], expected[row], atol=1e-5)
+
+
+def test_a_single_view_model_has_one_signature(exported):
+    _, _, directory = exported
+    assert list(tf.saved_model.load(str(directory)).signatures) == [export.SIGNATURE]
+
+
 def test_serving_latency_is_measured_on_one_drawing(exported):
     _, _, directory = exported
     points = ink_math.points_from_strokes(real_strokes(limit_per_file=1)[0])

@@ -131,5 +131,31 @@ def test_reads_the_export_directory_itself_and_rejects_a_too_large_top_k(model_d
     result = predict("--model_dir", model_dir / "export", "--top_k", 4, path)
     assert result.returncode == 2
     assert "--top_k 4 exceeds the model's 3 classes" in result.stderr
+    result = predict("--model_dir", model_dir, "--single_view", path)
+    assert result.returncode == 2
+    assert "has no 'single_view' signature" in result.stderr
     result = predict("--model_dir", model_dir, path.parent / "missing.ndjson")
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_single_view_classifies_each_drawing_alone(tmp_path, drawings_file):
+    config = config_lib.parse_flags(
+        ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+        + ["--num_conv=6", "--conv_len=3", "--num_layers=1", "--num_nodes=8"]
+        + ["--test_time_views=4"]
+    )
+    model = model_lib.build_model(config, len(CLASSES))
+    export.export_model(model.get_weights(), config, CLASSES, str(tmp_path / "export"))
+    path, good = drawings_file
+    result = predict("--model_dir", tmp_path, "--single_view", path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    printed = [line["top_k"][0]["probability"] for line in lines if "top_k" in line]
+
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    points = [ink_math.points_from_strokes(json.loads(line)["drawing"]) for line in good]
+    batch, lengths = export.pad_points(points)
+    for name, close in ((export.SINGLE_VIEW_SIGNATURE, True), (export.SIGNATURE, False)):
+        served = loaded.signatures[name](points=batch, lengths=lengths)["probabilities"]
+        best = served.numpy().max(axis=1)
+        assert np.allclose(printed, best, atol=1e-5) == close, name

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import data
+from trainer import model as model_lib
 
 EVAL_BATCH_SIZE = 128  # predictions do not depend on the batch (see tests), only speed does
 HYPERTUNE_TAG = "top1_accuracy"
@@ -35,7 +36,9 @@ class Counts:
         return int(self.confusion.sum())
 
 
-def make_eval_step(model, num_classes: int):
+def make_eval_step(model, num_classes: int, views: int = 1):
+    """The step that scores one batch; with `views` > 1 it scores the probabilities averaged
+    over that many views of each drawing (`--test_time_views`), as the export serves them."""
     top_k = min(3, num_classes)
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -43,7 +46,9 @@ def make_eval_step(model, num_classes: int):
         tf.debugging.assert_less(
             labels, tf.cast(num_classes, labels.dtype), "class_index beyond the classes file"
         )
-        logits = model(features, training=False)  # (batch, classes)
+        logits = model_lib.averaged_logits(
+            lambda inputs: model(inputs, training=False), features, views
+        )  # (batch, classes)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         top3 = tf.math.in_top_k(tf.cast(labels, tf.int32), logits, top_k)
         confusion = tf.math.confusion_matrix(

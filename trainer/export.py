@@ -8,11 +8,16 @@
   lengths: (batch,) int32, the number of points of each drawing;
 
 runs the pipeline's normalization and deltas in the graph (`trainer.preprocess`; with
-`--aspect_ratio`, the drawing's aspect ratio too), then the classifier, and returns
+`--aspect_ratio`, the drawing's aspect ratio too), then the classifier (with
+`--test_time_views`, on each view of each drawing, averaging their probabilities), and
+returns
 
   probabilities:       (batch, classes) float32;
   top_k_classes:       (batch, k) string, the most probable class names, best first;
   top_k_probabilities: (batch, k) float32, their probabilities.
+
+With `--test_time_views` above 1 a second signature, `single_view`, takes and returns the
+same on the drawing alone: the choice between accuracy and latency stays with the client.
 
 Beside the SavedModel files the directory keeps `classes.txt` and the training
 `config.json`, so that `export/` alone is a complete deliverable.
@@ -34,6 +39,13 @@ from trainer.config import Config
 
 TOP_K = 5
 SIGNATURE = "serving_default"
+# With --test_time_views > 1 the export also has this signature: the same inputs and
+# outputs from the drawing alone, several times faster, a little less accurate.
+SINGLE_VIEW_SIGNATURE = "single_view"
+_INPUTS = [
+    tf.TensorSpec([None, None, schema.INK_COLUMNS], tf.float32, name="points"),
+    tf.TensorSpec([None], tf.int32, name="lengths"),
+]
 CLASSES_FILE = "classes.txt"
 CONFIG_FILE = "config.json"
 
@@ -46,19 +58,30 @@ class ServingModule(tf.Module):
         self.class_names = tf.Variable(classes, trainable=False, name="class_names")
         self._top_k = min(top_k, len(classes))
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None, schema.INK_COLUMNS], tf.float32, name="points"),
-            tf.TensorSpec([None], tf.int32, name="lengths"),
-        ],
-        autograph=False,
-    )
+    @tf.function(input_signature=_INPUTS, autograph=False)
     def serve(self, points, lengths):
+        return self._classify(points, lengths, self._config.test_time_views)
+
+    @tf.function(input_signature=_INPUTS, autograph=False)
+    def serve_single_view(self, points, lengths):
+        return self._classify(points, lengths, 1)
+
+    def _classify(self, points, lengths, views):
         ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
-        log_aspect = None
+        features = {model_lib.INK: ink, model_lib.LENGTHS: ink_lengths}
         if self._config.aspect_ratio:
-            log_aspect = preprocess.log_aspect_from_points(points, lengths)  # (batch,)
-        logits = model_lib.inference_logits(self.model, self._config, ink, ink_lengths, log_aspect)
+            features[model_lib.LOG_ASPECT] = preprocess.log_aspect_from_points(points, lengths)
+
+        def logits_fn(inputs):
+            return model_lib.inference_logits(
+                self.model,
+                self._config,
+                inputs[model_lib.INK],
+                inputs[model_lib.LENGTHS],
+                inputs.get(model_lib.LOG_ASPECT),
+            )
+
+        logits = model_lib.averaged_logits(logits_fn, features, views)
         probabilities = tf.nn.softmax(logits)  # (batch, classes)
         top = tf.math.top_k(probabilities, k=self._top_k)
         return {
@@ -79,7 +102,10 @@ def export_model(weights, config: Config, classes: list[str], export_dir: str) -
     module = ServingModule(model, config, classes, TOP_K)
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
-    tf.saved_model.save(module, export_dir, signatures={SIGNATURE: module.serve})
+    signatures = {SIGNATURE: module.serve}
+    if config.test_time_views > 1:
+        signatures[SINGLE_VIEW_SIGNATURE] = module.serve_single_view
+    tf.saved_model.save(module, export_dir, signatures=signatures)
     with tf.io.gfile.GFile(os.path.join(export_dir, CLASSES_FILE), "w") as file:
         file.write("".join(name + "\n" for name in classes))
     with tf.io.gfile.GFile(os.path.join(export_dir, CONFIG_FILE), "w") as file:
@@ -102,10 +128,12 @@ def pad_points(drawings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return batch, lengths
 
 
-def serving_latency(export_dir: str, points: np.ndarray, calls=200, warmup_calls=10) -> dict:
-    """Milliseconds per call of the serving signature on one drawing's absolute points,
-    once warm: median and 90th percentile."""
-    serve = tf.saved_model.load(export_dir).signatures[SIGNATURE]
+def serving_latency(
+    export_dir: str, points: np.ndarray, calls=200, warmup_calls=10, signature=SIGNATURE
+) -> dict:
+    """Milliseconds per call of a serving signature on one drawing's absolute points, once
+    warm: median and 90th percentile."""
+    serve = tf.saved_model.load(export_dir).signatures[signature]
     batch, lengths = pad_points([points])
     batch, lengths = tf.constant(batch), tf.constant(lengths)
     for _ in range(warmup_calls):

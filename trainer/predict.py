@@ -65,6 +65,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch_size", type=_positive_int, default=64, help="drawings per model call"
     )
+    parser.add_argument(
+        "--single_view",
+        action="store_true",
+        help="classify each drawing alone, not averaged over the model's --test_time_views "
+        "views: faster, a little less accurate (exports with views only)",
+    )
     parser.add_argument("files", nargs="+", help="simplified-format ndjson, local or gs://")
     return parser
 
@@ -72,14 +78,17 @@ def make_parser() -> argparse.ArgumentParser:
 class Classifier:
     """The exported serving signature, with its class names."""
 
-    def __init__(self, export_dir: str):
+    def __init__(self, export_dir: str, signature: str | None = None):
         import tensorflow as tf
 
         from trainer import export
 
         loaded = tf.saved_model.load(export_dir)
         self._loaded = loaded  # keeps the signature's variables alive
-        self._serve = loaded.signatures[export.SIGNATURE]
+        signature = signature or export.SIGNATURE
+        if signature not in loaded.signatures:
+            raise KeyError(signature)
+        self._serve = loaded.signatures[signature]
         self.classes = [name.decode() for name in loaded.class_names.numpy()]
 
     def probabilities(self, points: list[np.ndarray], batch_size: int) -> np.ndarray:
@@ -217,7 +226,14 @@ def main(argv=None) -> int:
     for path in args.files:
         if not tf.io.gfile.exists(resolve_path(path)):
             parser.error(f"no such file: {path}")
-    classifier = Classifier(export_dir)
+    signature = export.SINGLE_VIEW_SIGNATURE if args.single_view else export.SIGNATURE
+    try:
+        classifier = Classifier(export_dir, signature)
+    except KeyError:
+        parser.error(
+            f"--single_view: {export_dir} has no {signature!r} signature (it serves one view "
+            "already: it was trained with --test_time_views 1); leave the flag out"
+        )
     if args.top_k > len(classifier.classes):
         parser.error(f"--top_k {args.top_k} exceeds the model's {len(classifier.classes)} classes")
 

@@ -220,7 +220,7 @@ def train_and_evaluate(config: Config) -> dict:
     if step:
         logging.info("resuming from step %d (%s)", step, latest)
 
-    eval_step = evaluate.make_eval_step(model, len(classes))
+    eval_step = evaluate.make_eval_step(model, len(classes), config.test_time_views)
 
     def run_eval(at_step):
         started = time.monotonic()
