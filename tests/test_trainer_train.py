@@ -65,6 +65,12 @@ def test_metrics_cover_the_whole_eval_set(run):
     )
     # 60 steps of 8 drawings: well short of learning the task, but past guessing.
     assert metrics["loss"] < math.log(len(CATEGORIES))
+    # With --test_time_views, the figures of each drawing alone (the single_view signature)
+    # beside those of the averaged views, from a second pass over the same eval set.
+    alone = metrics["single_view"]
+    assert set(alone) == {"loss", "top1_accuracy", "top3_accuracy"}
+    assert 0 <= alone["top1_accuracy"] <= alone["top3_accuracy"] <= 1
+    assert alone["loss"] != pytest.approx(metrics["loss"], abs=1e-4)
 
 
 def test_outputs_follow_the_vertex_layout(run):

@@ -19,6 +19,10 @@ import tensorflow as tf
 from trainer import data
 from trainer import model as model_lib
 
+# The figures of an evaluation that the logs, TensorBoard and the single-view summary carry.
+HEADLINE = ("loss", "top1_accuracy", "top3_accuracy")
+# metrics.json key, with --test_time_views > 1: the HEADLINE figures of each drawing alone.
+SINGLE_VIEW = "single_view"
 EVAL_BATCH_SIZE = 128  # predictions do not depend on the batch (see tests), only speed does
 HYPERTUNE_TAG = "top1_accuracy"
 
