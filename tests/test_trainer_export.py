@@ -209,6 +209,17 @@ def test_serving_averages_the_views_as_evaluation_does(tmp_path):
         np.testing.assert_allclose(served["probabilities"].numpy()[0], expected[row], atol=1e-5)
 
 
+@pytest.mark.parametrize("views", [1, 3])
+def test_serving_takes_a_batch_of_one_point_drawings(tmp_path, views):
+    _, _, directory = export_tiny(tmp_path / "export", f"--test_time_views={views}")
+    serve = tf.saved_model.load(str(directory)).signatures[export.SIGNATURE]
+    for points in ([[[10, 10, 1]], [[3, 4, 1]]], [[[0, 0, 0]]]):  # no ink step in the batch
+        served = serve(points=tf.constant(points, tf.float32), lengths=[1] * len(points))
+        probabilities = served["probabilities"].numpy()
+        assert probabilities.shape == (len(points), len(CLASSES))
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
 def test_a_single_view_model_has_one_signature(exported):
     _, _, directory = exported
     assert list(tf.saved_model.load(str(directory)).signatures) == [export.SIGNATURE]

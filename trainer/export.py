@@ -68,6 +68,9 @@ class ServingModule(tf.Module):
 
     def _classify(self, points, lengths, views):
         ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
+        # A batch of one-point drawings has no ink step at all, which the convolutions
+        # cannot take: one padded step, masked like any other, keeps the shapes valid.
+        ink = tf.pad(ink, [[0, 0], [0, tf.maximum(1 - tf.shape(ink)[1], 0)], [0, 0]])
         features = {model_lib.INK: ink, model_lib.LENGTHS: ink_lengths}
         if self._config.aspect_ratio:
             features[model_lib.LOG_ASPECT] = preprocess.log_aspect_from_points(points, lengths)
