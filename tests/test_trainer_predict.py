@@ -19,17 +19,21 @@ from trainer import model as model_lib
 CLASSES = ["circle", "hat", "zigzag"]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """An export of an untrained tiny model: predict reads nothing but export/."""
+def export_tiny(directory, *flags):
+    """Exports an untrained tiny model to directory/export; returns directory."""
     config = config_lib.parse_flags(
         ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
-        + ["--num_conv=6", "--conv_len=3", "--num_layers=1", "--num_nodes=8"]
+        + ["--num_conv=6", "--conv_len=3", "--num_layers=1", "--num_nodes=8", *flags]
     )
-    directory = tmp_path_factory.mktemp("model")
     model = model_lib.build_model(config, len(CLASSES))
     export.export_model(model.get_weights(), config, CLASSES, str(directory / "export"))
     return directory
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """An export of an untrained tiny model: predict reads nothing but export/."""
+    return export_tiny(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +143,7 @@ def test_reads_the_export_directory_itself_and_rejects_a_too_large_top_k(model_d
 
 
 def test_single_view_classifies_each_drawing_alone(tmp_path, drawings_file):
-    config = config_lib.parse_flags(
-        ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
-        + ["--num_conv=6", "--conv_len=3", "--num_layers=1", "--num_nodes=8"]
-        + ["--test_time_views=4"]
-    )
-    model = model_lib.build_model(config, len(CLASSES))
-    export.export_model(model.get_weights(), config, CLASSES, str(tmp_path / "export"))
+    export_tiny(tmp_path, "--test_time_views=4")
     path, good = drawings_file
     result = predict("--model_dir", tmp_path, "--single_view", path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -90,6 +90,12 @@ class AugmentConfig:
                 f"augmentation rotation_degrees must be at most 180, got {self.rotation_degrees}"
             )
 
+    def scaled(self, factor: float) -> AugmentConfig:
+        """Every strength times `factor`."""
+        return AugmentConfig(
+            **{field.name: getattr(self, field.name) * factor for field in dataclasses.fields(self)}
+        )
+
 
 class _Randomness:
     """Draws from a `tf.random.Generator`, or statelessly from a seed of shape (2,)."""
@@ -269,15 +275,7 @@ def _shuffle_strokes(points, stroke_of_point, lengths, shuffled, stroke_keys):
 
 # The views `--test_time_views` averages over: half the training strengths, so that each
 # view is a drawing the model could have been trained on, not one at the edge of it.
-TEST_TIME = AugmentConfig(
-    scale=0.05,
-    shear=0.1,
-    rotation_degrees=7.5,
-    point_jitter=0.005,
-    stroke_jitter=0.01,
-    stroke_reversal=0.15,
-    stroke_order=0.4,
-)
+TEST_TIME = AugmentConfig().scaled(0.5)
 _TEST_TIME_SEED = (20261122, 0)
 
 
