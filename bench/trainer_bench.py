@@ -2,18 +2,22 @@
 
 For batch 8 and 64, the trainer's training step is fed by (a) a plain `padded_batch` of
 shuffled records, as the tutorial's input did, (b) the trainer's bucketed input pipeline,
-and (ref) the same bucketed batches already in memory, which isolates the input cost.
-Then the exported model's latency for one ~100-point drawing, warm, on this CPU: with the
-default flags, and with the local preset (eight views, and its single-view signature).
+and (ref) the same bucketed batches already in memory, which isolates the input cost; the
+three take turns in each of the `--repeats` rounds, and the ratios are medians of the rounds'.
+Then the exported model's latency for one ~100-point drawing, warm, on this CPU, each in a
+fresh process: with the default flags, and with the local preset (eight views, and its
+single-view signature).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.pipeline_bench import SHARED
@@ -64,24 +68,39 @@ def _measure(folder: Path, repeats: int) -> dict:
                 f"--batch_size={batch_size}",
             ]
         )
-        steps, warmup = max(10, 1280 // batch_size), 3
-        for name in ("plain", "bucketed", "in_memory"):
-            rates = [
-                train.examples_per_second(
+        # At least 1,280 drawings and 60 steps per case: at batch 64, 20 steps (7 s) gave
+        # rates 15% apart from one case to the next on a busy machine.
+        steps, warmup = max(60, 1280 // batch_size), 3
+        # The three inputs take turns within each round, so that the machine's speed, which
+        # drifts over minutes on a shared host, weighs on all of them alike; the ratios are
+        # the medians of each round's own ratios.
+        rounds = [
+            {
+                name: train.examples_per_second(
                     config,
                     _input(name, pattern, batch_size, steps + warmup),
                     len(classes),
                     steps=steps,
                     warmup_steps=warmup,
                 )
-                for _ in range(repeats)
-            ]
-            results[f"{name}@{batch_size}"] = statistics.median(rates)
+                for name in ("plain", "bucketed", "in_memory")
+            }
+            for _ in range(repeats)
+        ]
+        for name in ("plain", "bucketed", "in_memory"):
+            results[f"{name}@{batch_size}"] = statistics.median(r[name] for r in rounds)
+        for name in ("plain", "in_memory"):
+            results[f"bucketed_over_{name}@{batch_size}"] = statistics.median(
+                r["bucketed"] / r[name] for r in rounds
+            )
         results[f"padding_plain@{batch_size}"] = data.padding_fraction(
             data.plain_dataset(pattern, batch_size), 100
         )
         results[f"padding_bucketed@{batch_size}"] = data.padding_fraction(
             data.dataset(pattern, batch_size, training=True), 100
+        )
+        results[f"input_cpu_us@{batch_size}"] = statistics.median(
+            _input_cpu_per_drawing(pattern, batch_size) for _ in range(repeats)
         )
 
     # Latency of the exported model (weights do not change the cost) on a real drawing of
@@ -94,13 +113,37 @@ def _measure(folder: Path, repeats: int) -> dict:
         weights = model.build_model(config, len(classes)).get_weights()
         export_dir = str(folder / f"export_{name}")
         export.export_model(weights, config, classes, export_dir)
-        results[name] = export.serving_latency(export_dir, drawing)
+        results[name] = _serving_latency_alone(export_dir, drawing, export.SIGNATURE)
         results[name]["views"] = config.test_time_views
         if config.test_time_views > 1:
-            results[f"{name}_single_view"] = export.serving_latency(
-                export_dir, drawing, signature=export.SINGLE_VIEW_SIGNATURE
+            results[f"{name}_single_view"] = _serving_latency_alone(
+                export_dir, drawing, export.SINGLE_VIEW_SIGNATURE
             )
     return results
+
+
+def _serving_latency_alone(export_dir: str, drawing, signature: str) -> dict:
+    """`export.serving_latency` in a fresh process, as a server runs it: not beside this
+    process's trained models, datasets and thread pools."""
+    from trainer import export
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(export.serving_latency, (export_dir, drawing), {"signature": signature})
+
+
+def _input_cpu_per_drawing(pattern: str, batch_size: int, batches: int = 200) -> float:
+    """Microseconds of this process's CPU per drawing that the trainer's input pipeline (b)
+    spends alone, with no training step beside it: the input's own cost, steadier than the
+    (b)/in-memory ratio on a noisy machine."""
+    from trainer import data
+
+    iterator = iter(data.dataset(pattern, batch_size, training=True))
+    for _ in range(10):  # warm: files opened, shuffle buffer filled
+        next(iterator)
+    started = time.process_time()
+    for _ in range(batches):
+        next(iterator)
+    return (time.process_time() - started) / (batches * batch_size) * 1e6
 
 
 def _input(name: str, pattern: str, batch_size: int, in_memory_batches: int):
@@ -146,9 +189,11 @@ def table(results: dict) -> str:
     for batch in BATCH_SIZES:
         plain, bucketed = results[f"plain@{batch}"], results[f"bucketed@{batch}"]
         memory = results[f"in_memory@{batch}"]
+        over_plain = results[f"bucketed_over_plain@{batch}"]
+        over_memory = results[f"bucketed_over_in_memory@{batch}"]
         rows.append(
-            f"| {batch} | {plain:,.0f} ex/s | {bucketed:,.0f} ex/s | {bucketed / plain:.2f}x | "
-            f"{memory:,.0f} ex/s | {bucketed / memory:.0%} | "
+            f"| {batch} | {plain:,.0f} ex/s | {bucketed:,.0f} ex/s | {over_plain:.2f}x | "
+            f"{memory:,.0f} ex/s | {over_memory:.0%} | "
             f"{results[f'padding_plain@{batch}']:.0%} | "
             f"{results[f'padding_bucketed@{batch}']:.0%} |"
         )
@@ -156,6 +201,13 @@ def table(results: dict) -> str:
     rows.append(
         "Targets at batch 64: (b) >= 1.5x (a); (b) >= 95% of in memory; padded points <= 10%."
     )
+    rows.append("Rates: medians over the rounds; ratios: medians of each round's own ratios.")
+    for batch in BATCH_SIZES:
+        cpu_us, rate = results[f"input_cpu_us@{batch}"], results[f"bucketed@{batch}"]
+        rows.append(
+            f"Input (b) alone at batch {batch}: {cpu_us:.0f} us of CPU per drawing, "
+            f"{cpu_us * rate / 1e6:.1%} of one core at (b)'s rate."
+        )
     rows.append("")
     rows.append("| served model, one drawing | points | median | p90 |")
     rows.append("|---|---|---|---|")
