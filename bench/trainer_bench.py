@@ -3,7 +3,8 @@
 For batch 8 and 64, the trainer's training step is fed by (a) a plain `padded_batch` of
 shuffled records, as the tutorial's input did, (b) the trainer's bucketed input pipeline,
 and (ref) the same bucketed batches already in memory, which isolates the input cost; the
-three take turns in each of the `--repeats` rounds, and the ratios are medians of the rounds'.
+three take turns in each of the `--repeats` rounds, and the ratios are medians of the rounds';
+(b)'s own CPU cost per drawing is timed with no training beside it.
 Then the exported model's latency for one ~100-point drawing, warm, on this CPU, each in a
 fresh process: with the default flags, and with the local preset (eight views, and its
 single-view signature).
