@@ -27,6 +27,7 @@ CATEGORIES = "bear,beard,bird,bowtie,circle,cookie,crab,dog,dragon,ear,eye,eyegl
 CATEGORIES += "headphones,hot dog,monkey,moustache,mouth,necklace,nose,sandwich,sock,wine bottle,"
 CATEGORIES += "wine glass,zigzag"
 BATCH_SIZES = (8, 64)
+INPUTS = ("plain", "bucketed", "in_memory")  # (a), (b), and (b) already in memory
 
 
 def _write_records(folder: Path) -> None:
@@ -84,11 +85,11 @@ def _measure(folder: Path, repeats: int) -> dict:
                     steps=steps,
                     warmup_steps=warmup,
                 )
-                for name in ("plain", "bucketed", "in_memory")
+                for name in INPUTS
             }
             for _ in range(repeats)
         ]
-        for name in ("plain", "bucketed", "in_memory"):
+        for name in INPUTS:
             results[f"{name}@{batch_size}"] = statistics.median(r[name] for r in rounds)
         for name in ("plain", "in_memory"):
             results[f"bucketed_over_{name}@{batch_size}"] = statistics.median(
@@ -136,9 +137,7 @@ def _input_cpu_per_drawing(pattern: str, batch_size: int, batches: int = 200) ->
     """Microseconds of this process's CPU per drawing that the trainer's input pipeline (b)
     spends alone, with no training step beside it: the input's own cost, steadier than the
     (b)/in-memory ratio on a noisy machine."""
-    from trainer import data
-
-    iterator = iter(data.dataset(pattern, batch_size, training=True))
+    iterator = iter(_input("bucketed", pattern, batch_size))
     for _ in range(10):  # warm: files opened, shuffle buffer filled
         next(iterator)
     started = time.process_time()
@@ -147,7 +146,7 @@ def _input_cpu_per_drawing(pattern: str, batch_size: int, batches: int = 200) ->
     return (time.process_time() - started) / (batches * batch_size) * 1e6
 
 
-def _input(name: str, pattern: str, batch_size: int, in_memory_batches: int):
+def _input(name: str, pattern: str, batch_size: int, in_memory_batches: int = 0):
     from trainer import data
 
     if name == "plain":
