@@ -1,16 +1,28 @@
 """Real processes: a run killed with SIGKILL resumes from its checkpoint; two workers on
-127.0.0.1 train in lockstep under MultiWorkerMirroredStrategy."""
+127.0.0.1 train in lockstep under MultiWorkerMirroredStrategy; two replicas in one process
+take the very steps one replica takes."""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from trainer_fixtures import TINY_FLAGS, data_flags, free_ports, start_trainer, write_tfrecords
+from trainer_fixtures import (
+    REPO,
+    TINY_FLAGS,
+    data_flags,
+    free_ports,
+    start_trainer,
+    trainer_env,
+    write_tfrecords,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +122,31 @@ def test_two_workers_end_with_the_same_weights_and_only_the_chief_exports(record
         "ckpt-3.index",
         "ckpt-6.index",
     ]
+
+
+def test_two_replicas_take_the_steps_of_one(tmp_path):
+    """Under MirroredStrategy (several GPUs; here two logical CPUs) each replica computes the
+    gradient of its half of the batch; the trainer sums them before clipping by their global
+    norm and hands the optimizer equal shares. Any other order gives other steps."""
+    out = tmp_path / "runs.npz"
+    flags = [*data_flags(tmp_path, tmp_path / "model"), *TINY_FLAGS, "--dropout=0"]
+    # The batches' gradients have norms of 3 to 9 here: every step is clipped.
+    flags += ["--gradient_clipping_norm=0.05", "--ema_decay=0.9"]
+    process = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "replica_steps.py"), str(out), *flags],
+        cwd=REPO,
+        env=trainer_env(PYTHONPATH=str(REPO)),  # a script: the repository is not on its path
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    runs = np.load(out)
+    assert runs["two/loss"] == pytest.approx(runs["one/loss"], rel=1e-5)
+    names = [name.split("/", 1)[1] for name in runs.files if name.startswith("one/")]
+    weights = [name for name in names if name.startswith("weights/")]
+    assert sum(name.startswith("optimizer/") for name in names) >= 2 * len(weights)  # m and v
+    for name in names:
+        one, two = runs[f"one/{name}"], runs[f"two/{name}"]
+        # Adam's moments carry the gradients' scale; its steps alone would not show it.
+        np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-6 * np.abs(one).max(), err_msg=name)

@@ -1,0 +1,81 @@
+"""Runs the trainer's training steps on the same batches with one replica and with two, and
+saves what each run ends with: `python tests/replica_steps.py OUT.npz [trainer flags]`.
+
+The two replicas are a real `MirroredStrategy` over two logical CPU devices, the strategy the
+trainer uses on several GPUs: each replica gets half of every batch. Logical devices must be
+set before TensorFlow starts, hence a process of its own (tests/test_trainer_distributed.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import keras  # noqa: E402  (after the device configuration)
+
+from trainer import config as config_lib  # noqa: E402
+from trainer import model as model_lib  # noqa: E402
+from trainer import train  # noqa: E402
+
+NUM_CLASSES = 4
+BATCHES = 3
+MAX_LENGTH = 30
+
+
+def make_batches(batch_size: int) -> tf.data.Dataset:
+    """`BATCHES` batches of random strokes of 5 to 29 points, right-padded, random labels."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, MAX_LENGTH, (BATCHES, batch_size)).astype(np.int32)
+    ink = np.zeros((BATCHES, batch_size, MAX_LENGTH, 3), np.float32)  # (batches, batch, time, 3)
+    for batch, row in np.ndindex(lengths.shape):
+        length = lengths[batch, row]
+        ink[batch, row, :length, :2] = rng.normal(0.0, 0.1, (length, 2))
+        ink[batch, row, length - 1, 2] = 1.0
+    labels = rng.integers(0, NUM_CLASSES, (BATCHES, batch_size)).astype(np.int64)
+    return tf.data.Dataset.from_tensor_slices(({"ink": ink, "lengths": lengths}, labels))
+
+
+def run(strategy, config, batches) -> dict:
+    """Builds the model and optimizer from one seed, takes one step per batch."""
+    keras.utils.set_random_seed(1)
+    with strategy.scope():
+        model = model_lib.build_model(config, NUM_CLASSES)
+        optimizer = model_lib.make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    train_steps = train.make_train_steps(strategy, model, optimizer, config, NUM_CLASSES)
+    # Each replica steps on its half of every batch.
+    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    loss = float(train_steps(iterator, tf.constant(BATCHES)))
+    return {
+        "loss": np.float32(loss),
+        "weights": model.get_weights(),
+        # Adam's moments hold the gradients' scale, which its steps alone do not show.
+        "optimizer": [variable.numpy() for variable in optimizer.variables],
+    }
+
+
+def main(argv) -> None:
+    out, flags = argv[0], argv[1:]
+    config = config_lib.parse_flags(flags)
+    batches = make_batches(config.batch_size)
+    runs = {
+        "one": run(tf.distribute.get_strategy(), config, batches),
+        "two": run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), config, batches),
+    }
+    arrays = {}
+    for name, result in runs.items():
+        arrays[f"{name}/loss"] = result["loss"]
+        for kind in ("weights", "optimizer"):
+            for index, value in enumerate(result[kind]):
+                arrays[f"{name}/{kind}/{index}"] = value
+    np.savez(out, **arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
