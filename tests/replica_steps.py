@@ -43,6 +43,7 @@ def make_batches(batch_size: int) -> tf.data.Dataset:
 
 def run(strategy, config, batches) -> dict:
     """Builds the model and optimizer from one seed, takes one step per batch."""
+    keras.utils.clear_session()  # the same layer names, and so variable paths, in both runs
     keras.utils.set_random_seed(1)
     with strategy.scope():
         model = model_lib.build_model(config, NUM_CLASSES)
@@ -52,12 +53,10 @@ def run(strategy, config, batches) -> dict:
     # Each replica steps on its half of every batch.
     iterator = iter(strategy.experimental_distribute_dataset(batches))
     loss = float(train_steps(iterator, tf.constant(BATCHES)))
-    return {
-        "loss": np.float32(loss),
-        "weights": model.get_weights(),
-        # Adam's moments hold the gradients' scale, which its steps alone do not show.
-        "optimizer": [variable.numpy() for variable in optimizer.variables],
-    }
+    # Adam's moments hold the gradients' scale, which its steps alone do not show; the
+    # model's weights include batch norm's moving statistics.
+    variables = [*model.weights, *optimizer.variables]
+    return {"loss": np.float32(loss), **{v.path: v.numpy() for v in variables}}
 
 
 def main(argv) -> None:
@@ -68,12 +67,9 @@ def main(argv) -> None:
         "one": run(tf.distribute.get_strategy(), config, batches),
         "two": run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), config, batches),
     }
-    arrays = {}
-    for name, result in runs.items():
-        arrays[f"{name}/loss"] = result["loss"]
-        for kind in ("weights", "optimizer"):
-            for index, value in enumerate(result[kind]):
-                arrays[f"{name}/{kind}/{index}"] = value
+    arrays = {
+        f"{run}:{name}": value for run, result in runs.items() for name, value in result.items()
+    }
     np.savez(out, **arrays)
 
 
