@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from trainer_fixtures import REPO, data_flags, trainer_env
+from trainer_fixtures import REPO, TINY_FLAGS, data_flags, trainer_env
 
 from trainer import config as config_lib
 
@@ -128,6 +128,19 @@ def test_config_round_trips_through_json():
     assert config_lib.Config.from_json(json.dumps(older)).test_time_views == 1
 
 
+def test_changes_name_each_setting_as_a_flag_value():
+    before = config_lib.parse_flags(REQUIRED + ["--num_conv=48,64", "--conv_len=5,3"])
+    after = config_lib.parse_flags(
+        REQUIRED + ["--num_conv=48,96", "--conv_len=5,3", "--batch_norm", "--steps=200"]
+    )
+    assert config_lib.changes(before, after) == [
+        "num_conv 48,64 -> 48,96",
+        "batch_norm false -> true",
+        "steps 100000 -> 200",
+    ]
+    assert config_lib.changes(after, after) == []
+
+
 def run_trainer(flags, timeout=120) -> subprocess.CompletedProcess:
     """`python -m trainer FLAGS` as a real process, its output captured."""
     return subprocess.run(
@@ -183,3 +196,48 @@ def test_aspect_ratio_on_records_without_it_exits_2_before_training(tmp_path):
     assert last.startswith("python -m trainer: error: --aspect_ratio reads the 'log_aspect'")
     assert "--aspect_ratio=false" in last
     assert not (tmp_path / "model").exists()
+
+
+def test_checkpoints_of_another_model_exit_2_naming_the_changed_flags(tmp_path):
+    """Training into a --model_dir that holds another model's checkpoints is refused, and
+    the run's config.json keeps the flags those checkpoints were trained with."""
+    import numpy as np
+
+    from pipeline import schema
+
+    for split in ("train", "eval"):
+        ink = np.tile(np.array([[0.1, 0.2, 0.0], [0.3, -0.1, 1.0]], np.float32), (3, 1))
+        record = schema.encode_example(ink, 0, b"k")
+        (tmp_path / schema.shard_name(split, 0, 1)).write_bytes(schema.frame_record(record))
+    (tmp_path / schema.classes_file_name("train")).write_text("cat\n")
+    model_dir = tmp_path / "model"
+    flags = [*data_flags(tmp_path, model_dir), *TINY_FLAGS, "--eval_every=0"]
+    first = run_trainer([*flags, "--steps=2"])
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    result = run_trainer([*flags, "--steps=4", "--num_nodes=32"])
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last == (
+        f"python -m trainer: error: the checkpoints in {model_dir}/checkpoints are of another "
+        "model than these flags give (num_nodes 16 -> 32, steps 2 -> 4): resume with the flags "
+        f"in {model_dir}/config.json, or train into a new --model_dir"
+    )
+    assert config_lib.Config.from_json((model_dir / "config.json").read_text()).num_nodes == 16
+    # Without config.json to compare with, the checkpoint's own variables tell.
+    (model_dir / "config.json").rename(tmp_path / "config.json")
+    result = run_trainer([*flags, "--steps=4", "--num_nodes=32"])
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        f"python -m trainer: error: the checkpoints in {model_dir}/checkpoints are of another "
+        "model (variables of other shapes than these flags make): resume with the flags they "
+        "were trained with, or train into a new --model_dir"
+    )
+    (tmp_path / "config.json").rename(model_dir / "config.json")
+
+    # Flags that leave the model as it was only show in the log: the run goes on.
+    longer = run_trainer([*flags, "--steps=4"])
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "resuming with flags other than before: steps 2 -> 4" in longer.stderr
+    assert "resuming from step 2 " in longer.stderr
+    assert config_lib.Config.from_json((model_dir / "config.json").read_text()).steps == 4

@@ -137,6 +137,25 @@ class Config:
         return cls(**values)
 
 
+def changes(before: Config, after: Config) -> list[str]:
+    """`name before -> after` for each setting that differs, in field order."""
+    lines = []
+    for field in dataclasses.fields(Config):
+        old, new = getattr(before, field.name), getattr(after, field.name)
+        if old != new:
+            lines.append(f"{field.name} {_flag_value(old)} -> {_flag_value(new)}")
+    return lines
+
+
+def _flag_value(value) -> str:
+    """A setting as one writes it on the command line."""
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def resolve_path(path: str, mount: str = "/gcs") -> str:
     """`gs://bucket/x` as `/gcs/bucket/x` when Vertex's Cloud Storage mount holds the bucket."""
     if path.startswith("gs://"):

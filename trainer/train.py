@@ -29,6 +29,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from trainer import augment, data, evaluate, export
+from trainer import config as config_lib
 from trainer import model as model_lib
 from trainer.config import Config
 
@@ -157,6 +158,60 @@ def averaged_weights(model, optimizer):
             variable.assign(value)
 
 
+def restore(checkpoint: tf.train.Checkpoint, path: str, config: Config) -> None:
+    """Restores every variable of the checkpoint's model and optimizer from `path`, or raises
+    InputError naming the flags that differ from the run's config.json when `path` holds
+    another model. Logs the flags that changed since the run began (a longer --steps, say)."""
+    saved = read_saved_config(config.model_dir)
+    changed = config_lib.changes(saved, config) if saved else []
+    # The shapes first: a restore that fails halfway leaves values behind that TensorFlow
+    # lists, a warning each, as the process ends.
+    variables = [*checkpoint.model.weights, *checkpoint.optimizer.variables]
+    shapes = sorted(tuple(variable.shape) for variable in variables)
+    saved_shapes = sorted(
+        tuple(shape)
+        for name, shape in tf.train.list_variables(path)
+        if name.startswith(("model/", "optimizer/"))
+    )
+    reason = None
+    if len(saved_shapes) != len(shapes):
+        reason = f"{len(saved_shapes)} variables where these flags make {len(shapes)}"
+    elif saved_shapes != shapes:
+        reason = "variables of other shapes than these flags make"
+    else:
+        try:
+            # Every value in the checkpoint has its variable here, and every variable its value.
+            checkpoint.restore(path).assert_consumed()
+        except (AssertionError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0]
+    if reason and changed:
+        raise InputError(
+            f"the checkpoints in {config.checkpoint_dir} are of another model than these flags "
+            f"give ({', '.join(changed)}): resume with the flags in "
+            f"{config.model_dir}/{export.CONFIG_FILE}, or train into a new --model_dir"
+        )
+    if reason:
+        raise InputError(
+            f"the checkpoints in {config.checkpoint_dir} are of another model ({reason}): "
+            "resume with the flags they were trained with, or train into a new --model_dir"
+        )
+    if changed:
+        logging.warning("resuming with flags other than before: %s", "; ".join(changed))
+
+
+def read_saved_config(model_dir: str) -> Config | None:
+    """The flags a run left in `model_dir`, or None if there are none to read."""
+    path = os.path.join(model_dir, export.CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as file:
+            return Config.from_json(file.read())
+    except (ValueError, TypeError) as error:
+        logging.warning("cannot read %s: %s", path, error)
+        return None
+
+
 def weights_checksum(model) -> str:
     """A short digest of all weights: equal on every worker of a synchronous run."""
     digest = hashlib.sha256()
@@ -196,26 +251,23 @@ def train_and_evaluate(config: Config) -> dict:
         optimizer.build(model.trainable_variables)
     logging.info("model: %d parameters", model.count_params())
 
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    latest = tf.train.latest_checkpoint(config.checkpoint_dir)  # the chief's, on every worker
+    if latest:
+        restore(checkpoint, latest, config)
+
     if cluster.is_chief:
+        # Written once the checkpoint is known to fit: a run refused above keeps the record
+        # of the flags its checkpoints were trained with.
         tf.io.gfile.makedirs(config.model_dir)
-        with tf.io.gfile.GFile(os.path.join(config.model_dir, "config.json"), "w") as file:
+        with tf.io.gfile.GFile(os.path.join(config.model_dir, export.CONFIG_FILE), "w") as file:
             file.write(config.to_json())
         checkpoint_dir = config.checkpoint_dir
         writer = tf.summary.create_file_writer(config.log_dir)
     else:
         checkpoint_dir = tempfile.mkdtemp(prefix=f"trainer-worker-{cluster.task_index}-")
         writer = tf.summary.create_noop_writer()
-
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, CHECKPOINTS_TO_KEEP)
-    latest = tf.train.latest_checkpoint(config.checkpoint_dir)  # the chief's, on every worker
-    if latest:
-        try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-        except AssertionError as error:
-            raise InputError(
-                f"checkpoint {latest} does not fit this model configuration: {error}"
-            ) from None
     step = int(optimizer.iterations.numpy())
     if step:
         logging.info("resuming from step %d (%s)", step, latest)
