@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from trainer_fixtures import REPO, TINY_FLAGS, data_flags, trainer_env
 
+from pipeline import schema
 from trainer import config as config_lib
 
 REQUIRED = [
@@ -180,16 +182,19 @@ def test_missing_data_in_a_real_process_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def write_one_drawing_records(directory, train_class=0, eval_class=0):
+    """One hand-written drawing per split, of the given class_index, without log_aspect (as
+    the tutorial's records), and a classes file that lists one class."""
+    ink = np.tile(np.array([[0.1, 0.2, 0.0], [0.3, -0.1, 1.0]], np.float32), (3, 1))
+    for split, class_index in (("train", train_class), ("eval", eval_class)):
+        record = schema.encode_example(ink, class_index, b"k")
+        (directory / schema.shard_name(split, 0, 1)).write_bytes(schema.frame_record(record))
+    (directory / schema.classes_file_name("train")).write_text("cat\n")
+
+
 def test_aspect_ratio_on_records_without_it_exits_2_before_training(tmp_path):
     """The tutorial's records (and an older pipeline's) carry no log_aspect feature."""
-    import numpy as np
-
-    from pipeline import schema
-
-    for split in ("train", "eval"):
-        record = schema.encode_example(np.ones((4, 3), np.float32), 0, b"k")  # no log_aspect
-        (tmp_path / schema.shard_name(split, 0, 1)).write_bytes(schema.frame_record(record))
-    (tmp_path / schema.classes_file_name("train")).write_text("cat\n")
+    write_one_drawing_records(tmp_path)
     result = run_trainer([*data_flags(tmp_path, tmp_path / "model"), "--preset=local"])
     assert result.returncode == 2
     last = result.stderr.rstrip().splitlines()[-1]
@@ -201,15 +206,7 @@ def test_aspect_ratio_on_records_without_it_exits_2_before_training(tmp_path):
 def test_checkpoints_of_another_model_exit_2_naming_the_changed_flags(tmp_path):
     """Training into a --model_dir that holds another model's checkpoints is refused, and
     the run's config.json keeps the flags those checkpoints were trained with."""
-    import numpy as np
-
-    from pipeline import schema
-
-    for split in ("train", "eval"):
-        ink = np.tile(np.array([[0.1, 0.2, 0.0], [0.3, -0.1, 1.0]], np.float32), (3, 1))
-        record = schema.encode_example(ink, 0, b"k")
-        (tmp_path / schema.shard_name(split, 0, 1)).write_bytes(schema.frame_record(record))
-    (tmp_path / schema.classes_file_name("train")).write_text("cat\n")
+    write_one_drawing_records(tmp_path)
     model_dir = tmp_path / "model"
     flags = [*data_flags(tmp_path, model_dir), *TINY_FLAGS, "--eval_every=0"]
     first = run_trainer([*flags, "--steps=2"])
@@ -241,3 +238,17 @@ def test_checkpoints_of_another_model_exit_2_naming_the_changed_flags(tmp_path):
     assert "resuming with flags other than before: steps 2 -> 4" in longer.stderr
     assert "resuming from step 2 " in longer.stderr
     assert config_lib.Config.from_json((model_dir / "config.json").read_text()).steps == 4
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_class_index_beyond_the_classes_file_exits_2(split, tmp_path):
+    """One-hot labels and the confusion matrix would drop such a drawing without a word."""
+    write_one_drawing_records(tmp_path, **{f"{split}_class": 1})
+    result = run_trainer([*data_flags(tmp_path, tmp_path / "model"), *TINY_FLAGS, "--steps=2"])
+    assert result.returncode == 2, result.stderr[-3000:]
+    classes_file = tmp_path / schema.classes_file_name("train")
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        "python -m trainer: error: the records hold a class_index of 1 or more, beyond the "
+        f"classes of --classes_file {classes_file} (indices 0 to 0): give the classes file "
+        "that was written with these records"
+    )

@@ -106,6 +106,17 @@ def check_log_aspect(pattern: str) -> None:
             )
 
 
+# The message of `check_labels`' assertion, which the trainer turns into a one-line error.
+LABELS_BEYOND_CLASSES = "class_index beyond the classes file"
+
+
+def check_labels(labels, num_classes: int) -> None:
+    """Inside a step: fails (InvalidArgumentError, `LABELS_BEYOND_CLASSES`) when a record's
+    class_index has no line in the classes file, which one-hot encoding and the confusion
+    matrix would otherwise drop or misplace without a word."""
+    tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), LABELS_BEYOND_CLASSES)
+
+
 def bucket_boundaries(ratio: float = BUCKET_RATIO, longest: int = 4096) -> list[int]:
     """Lengths where a new bucket starts: every length up to 10, then growing by `ratio`.
 

@@ -47,9 +47,7 @@ def make_eval_step(model, num_classes: int, views: int = 1):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def eval_step(features, labels):
-        tf.debugging.assert_less(
-            labels, tf.cast(num_classes, labels.dtype), "class_index beyond the classes file"
-        )
+        data.check_labels(labels, num_classes)
         logits = model_lib.averaged_logits(
             lambda inputs: model(inputs, training=False), features, views
         )  # (batch, classes)

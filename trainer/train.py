@@ -101,9 +101,7 @@ def make_train_steps(strategy, model, optimizer, config: Config, num_classes: in
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(features, labels):
-        tf.debugging.assert_less(
-            labels, tf.cast(num_classes, labels.dtype), "class_index beyond the classes file"
-        )
+        data.check_labels(labels, num_classes)
         with tf.GradientTape() as tape:
             logits = model(features, training=True)  # (batch, classes)
             targets = tf.one_hot(labels, num_classes)
@@ -212,6 +210,21 @@ def read_saved_config(model_dir: str) -> Config | None:
         return None
 
 
+@contextlib.contextmanager
+def labels_checked(config: Config, num_classes: int):
+    """Turns the failure of `data.check_labels` inside a step into an InputError."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        if data.LABELS_BEYOND_CLASSES not in error.message:
+            raise
+        raise InputError(
+            f"the records hold a class_index of {num_classes} or more, beyond the classes of "
+            f"--classes_file {config.classes_file} (indices 0 to {num_classes - 1}): give the "
+            "classes file that was written with these records"
+        ) from None
+
+
 def weights_checksum(model) -> str:
     """A short digest of all weights: equal on every worker of a synchronous run."""
     digest = hashlib.sha256()
@@ -276,7 +289,7 @@ def train_and_evaluate(config: Config) -> dict:
 
     def evaluate_with(step_fn, at_step):
         started = time.monotonic()
-        with averaged_weights(model, optimizer):
+        with averaged_weights(model, optimizer), labels_checked(config, len(classes)):
             counts = evaluate.count(
                 step_fn,
                 config.eval_data,
@@ -297,7 +310,10 @@ def train_and_evaluate(config: Config) -> dict:
 
     if step < config.steps:
         train_steps = make_train_steps(strategy, model, optimizer, config, len(classes))
-        _train_loop(config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn)
+        with labels_checked(config, len(classes)):
+            _train_loop(
+                config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn
+            )
     step = int(optimizer.iterations.numpy())
     if optimizer.use_ema:
         # From here on the model holds the moving average (on every worker): the final
