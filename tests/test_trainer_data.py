@@ -92,12 +92,13 @@ def test_reads_the_tutorials_own_records(tmp_path):
     np.testing.assert_array_equal(read[0], inks[0])
     np.testing.assert_array_equal(read[1], inks[1])
     (tmp_path / "training.tfrecord-00000-of-00000").write_bytes(b"")  # empty shards first
+    data.check_records(f"{tmp_path}/training.tfrecord-*", log_aspect=False)
     with pytest.raises(ValueError, match="have none.*python -m pipeline.*--aspect_ratio=false"):
-        data.check_log_aspect(f"{tmp_path}/training.tfrecord-*")
+        data.check_records(f"{tmp_path}/training.tfrecord-*", log_aspect=True)
 
 
 def test_log_aspect_rides_with_its_drawing(records):
-    data.check_log_aspect(f"{records}/eval.tfrecord-*")  # the pipeline's records have it
+    data.check_records(f"{records}/eval.tfrecord-*", log_aspect=True)  # the pipeline's have it
     expected = {}
     for class_index, category in enumerate(sorted(CATEGORIES)):
         batch = read_drawings(category, TRAIN + EVAL)
@@ -138,6 +139,10 @@ def test_augment_flag_hooks_in_trainer_augment():
 def test_no_files_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no files match"):
         data.dataset(f"{tmp_path}/nothing-*", 8, training=True)
+    for shard in range(2):
+        (tmp_path / f"eval.tfrecord-0000{shard}-of-00002").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"the 2 file\(s\) matching .* hold no records"):
+        data.check_records(f"{tmp_path}/eval.tfrecord-*", log_aspect=False)
     (tmp_path / "classes").write_text("a\nb\na\n")
     with pytest.raises(ValueError, match="lists a class twice"):
         data.read_classes(str(tmp_path / "classes"))

@@ -91,19 +91,26 @@ def _length(features, class_index):
     return features[model_lib.LENGTHS]
 
 
-def check_log_aspect(pattern: str) -> None:
-    """ValueError unless the first record matching `pattern` holds the `log_aspect` feature
-    that `--aspect_ratio` reads (the pipeline writes it; the tutorial's script did not), so
-    a run fails before it builds anything. (Shards may be empty: the first record counts.)"""
-    for serialized in tf.data.TFRecordDataset(list_files(pattern)).take(1):
-        example = tf.train.Example.FromString(serialized.numpy())
-        if schema.LOG_ASPECT not in example.features.feature:
-            raise ValueError(
-                f"--aspect_ratio reads the {schema.LOG_ASPECT!r} feature, and the records "
-                f"of {pattern!r} have none (from the tutorial's script or an older "
-                f"pipeline): write them again with `python -m pipeline`, or pass "
-                f"--aspect_ratio=false"
-            )
+def check_records(pattern: str, *, log_aspect: bool) -> None:
+    """ValueError unless the files matching `pattern` hold a record, and with `log_aspect`
+    unless the first one holds the `log_aspect` feature that `--aspect_ratio` reads (the
+    pipeline writes it; the tutorial's script did not), so that a run fails before it builds
+    anything. (Shards may be empty: the first record counts.)"""
+    files = list_files(pattern)
+    first = next(iter(tf.data.TFRecordDataset(files).take(1)), None)
+    if first is None:
+        raise ValueError(
+            f"the {len(files)} file(s) matching {pattern!r} hold no records: write them with "
+            "`python -m pipeline`, or check the glob"
+        )
+    example = tf.train.Example.FromString(first.numpy())
+    if log_aspect and schema.LOG_ASPECT not in example.features.feature:
+        raise ValueError(
+            f"--aspect_ratio reads the {schema.LOG_ASPECT!r} feature, and the records "
+            f"of {pattern!r} have none (from the tutorial's script or an older "
+            f"pipeline): write them again with `python -m pipeline`, or pass "
+            f"--aspect_ratio=false"
+        )
 
 
 # The message of `check_labels`' assertion, which the trainer turns into a one-line error.

@@ -242,11 +242,8 @@ def train_and_evaluate(config: Config) -> dict:
         raise InputError(f"--batch_size {config.batch_size} must divide among {replicas} replicas")
     try:
         classes = data.read_classes(config.classes_file)
-        data.list_files(config.training_data)
-        data.list_files(config.eval_data)
-        if config.aspect_ratio:
-            data.check_log_aspect(config.training_data)
-            data.check_log_aspect(config.eval_data)
+        for pattern in (config.training_data, config.eval_data):
+            data.check_records(pattern, log_aspect=config.aspect_ratio)
     except ValueError as error:
         raise InputError(str(error)) from None
     augment_fn = load_augment_fn(config)
