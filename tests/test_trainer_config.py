@@ -252,3 +252,28 @@ def test_class_index_beyond_the_classes_file_exits_2(split, tmp_path):
         f"classes of --classes_file {classes_file} (indices 0 to 0): give the classes file "
         "that was written with these records"
     )
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_damaged_records_exit_2(split, damage, tmp_path):
+    """The first records are whole, so the damage shows only once the steps read on."""
+    write_one_drawing_records(tmp_path)
+    shard = tmp_path / schema.shard_name(split, 0, 1)
+    record = bytearray(shard.read_bytes())
+    if damage == "truncated":
+        last = record[: len(record) // 2]
+    else:
+        last = record.copy()
+        last[len(last) // 2] ^= 0xFF  # the record's checksum no longer holds
+    shard.write_bytes(bytes(record * 3 + last))
+    result = run_trainer([*data_flags(tmp_path, tmp_path / "model"), *TINY_FLAGS, "--steps=2"])
+    assert result.returncode == 2, result.stderr[-3000:]
+    pattern = data_flags(tmp_path, tmp_path)[0 if split == "train" else 1].split("=", 1)[1]
+    # TensorFlow names the offset of the record, or for a bad checksum that of its data,
+    # past the 12 bytes of its length and the length's checksum.
+    offset = 3 * len(record) + (12 if damage == "corrupted" else 0)
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        f"python -m trainer: error: a file matching '{pattern}' is damaged ({damage} record at "
+        f"{offset}): write the records again with `python -m pipeline`"
+    )

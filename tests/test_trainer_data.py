@@ -143,6 +143,29 @@ def test_no_files_is_a_clear_error(tmp_path):
         (tmp_path / f"eval.tfrecord-0000{shard}-of-00002").write_bytes(b"")
     with pytest.raises(ValueError, match=r"the 2 file\(s\) matching .* hold no records"):
         data.check_records(f"{tmp_path}/eval.tfrecord-*", log_aspect=False)
+    other = tf.train.Example(
+        features=tf.train.Features(
+            feature={"label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
+        )
+    )
+    for name, record, reason in [
+        ("junk", b"not an example", "Could not parse example input, value: 'not an example'"),
+        ("other", other.SerializeToString(), "Feature: class_index (data type: int64) is required"),
+    ]:
+        with tf.io.TFRecordWriter(str(tmp_path / f"{name}.tfrecord-00000-of-00001")) as writer:
+            writer.write(record)
+        with pytest.raises(ValueError) as raised:
+            data.check_records(f"{tmp_path}/{name}.tfrecord-*", log_aspect=False)
+        assert str(raised.value).startswith(
+            f"the first record of '{tmp_path}/{name}.tfrecord-*' is not a drawing as "
+            f"`python -m pipeline` writes it ({reason}"
+        )
+    whole = (tmp_path / "other.tfrecord-00000-of-00001").read_bytes()
+    (tmp_path / "cut.tfrecord-00000-of-00001").write_bytes(whole[:-3])
+    with pytest.raises(
+        ValueError, match=r"'.*/cut.tfrecord-\*' is damaged \(truncated record at 0\)"
+    ):
+        data.check_records(f"{tmp_path}/cut.tfrecord-*", log_aspect=False)
     (tmp_path / "classes").write_text("a\nb\na\n")
     with pytest.raises(ValueError, match="lists a class twice"):
         data.read_classes(str(tmp_path / "classes"))

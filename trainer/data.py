@@ -16,6 +16,7 @@ features also hold `"log_aspect": (batch,) float32`.
 from __future__ import annotations
 
 import logging
+import re
 
 import tensorflow as tf
 
@@ -92,17 +93,30 @@ def _length(features, class_index):
 
 
 def check_records(pattern: str, *, log_aspect: bool) -> None:
-    """ValueError unless the files matching `pattern` hold a record, and with `log_aspect`
-    unless the first one holds the `log_aspect` feature that `--aspect_ratio` reads (the
-    pipeline writes it; the tutorial's script did not), so that a run fails before it builds
-    anything. (Shards may be empty: the first record counts.)"""
+    """ValueError unless the files matching `pattern` hold a record, the first one parses as
+    a drawing, and with `log_aspect` it holds the `log_aspect` feature that `--aspect_ratio`
+    reads (the pipeline writes it; the tutorial's script did not), so that a run fails
+    before it builds anything. (Shards may be empty: the first record counts.)"""
     files = list_files(pattern)
-    first = next(iter(tf.data.TFRecordDataset(files).take(1)), None)
+    try:
+        first = next(iter(tf.data.TFRecordDataset(files).take(1)), None)
+    except tf.errors.DataLossError as error:
+        raise ValueError(
+            f"a file matching {pattern!r} is damaged ({damage(error)}): write the records "
+            "again with `python -m pipeline`"
+        ) from None
     if first is None:
         raise ValueError(
             f"the {len(files)} file(s) matching {pattern!r} hold no records: write them with "
             "`python -m pipeline`, or check the glob"
         )
+    try:
+        schema.parse_examples(first)
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(
+            f"the first record of {pattern!r} is not a drawing as `python -m pipeline` writes "
+            f"it ({short_message(error)})"
+        ) from None
     example = tf.train.Example.FromString(first.numpy())
     if log_aspect and schema.LOG_ASPECT not in example.features.feature:
         raise ValueError(
@@ -111,6 +125,19 @@ def check_records(pattern: str, *, log_aspect: bool) -> None:
             f"pipeline): write them again with `python -m pipeline`, or pass "
             f"--aspect_ratio=false"
         )
+
+
+def short_message(error: tf.errors.OpError, limit: int = 160) -> str:
+    """An op's error message on one line, without the op's and function's names."""
+    lines = [line for line in error.message.splitlines() if line.strip()]
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", lines[0] if lines else "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def damage(error: tf.errors.DataLossError) -> str:
+    """Where a TFRecord file is damaged, as TensorFlow's message says it."""
+    where = re.search(r"(corrupted|truncated) record at \d+", error.message)
+    return where[0] if where else "data loss"
 
 
 # The message of `check_labels`' assertion, which the trainer turns into a one-line error.

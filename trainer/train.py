@@ -211,10 +211,17 @@ def read_saved_config(model_dir: str) -> Config | None:
 
 
 @contextlib.contextmanager
-def labels_checked(config: Config, num_classes: int):
-    """Turns the failure of `data.check_labels` inside a step into an InputError."""
+def bad_records_reported(config: Config, pattern: str, num_classes: int):
+    """Turns what bad records raise inside a step into an InputError that says what to do:
+    a damaged file (`DataLossError`), or a class_index with no line in the classes file
+    (`data.check_labels`)."""
     try:
         yield
+    except tf.errors.DataLossError as error:
+        raise InputError(
+            f"a file matching {pattern!r} is damaged ({data.damage(error)}): write the records "
+            "again with `python -m pipeline`"
+        ) from None
     except tf.errors.InvalidArgumentError as error:
         if data.LABELS_BEYOND_CLASSES not in error.message:
             raise
@@ -286,7 +293,10 @@ def train_and_evaluate(config: Config) -> dict:
 
     def evaluate_with(step_fn, at_step):
         started = time.monotonic()
-        with averaged_weights(model, optimizer), labels_checked(config, len(classes)):
+        with (
+            averaged_weights(model, optimizer),
+            bad_records_reported(config, config.eval_data, len(classes)),
+        ):
             counts = evaluate.count(
                 step_fn,
                 config.eval_data,
@@ -307,7 +317,7 @@ def train_and_evaluate(config: Config) -> dict:
 
     if step < config.steps:
         train_steps = make_train_steps(strategy, model, optimizer, config, len(classes))
-        with labels_checked(config, len(classes)):
+        with bad_records_reported(config, config.training_data, len(classes)):
             _train_loop(
                 config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn
             )
