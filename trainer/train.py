@@ -6,7 +6,11 @@ A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
 * Strategy: `MultiWorkerMirroredStrategy` when `TF_CONFIG` names several workers (Vertex AI
   names the first pool `chief`), `MirroredStrategy` on several local GPUs, else the default.
 * Preemption: a checkpoint every `--checkpoint_every` steps; the same command started again
-  restores the last one, logs `resuming from step N` and stops at `--steps`.
+  restores the last one, logs `resuming from step N` and stops at `--steps`. Flags that make
+  another model are refused, naming how they differ from the run's config.json (`restore`).
+* Bad input fails with one line and exit status 2 (`InputError`): checked before the model
+  is built where it can be (files, classes, the first record), else when a step meets it
+  (`bad_records_reported`).
 * Only the chief writes outputs (export, metrics.json, TensorBoard logs); the other workers
   write their checkpoints to a temporary directory, as `tf.distribute` requires every
   worker to save, and delete it at the end.
