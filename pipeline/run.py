@@ -99,7 +99,13 @@ def _log_summary(config: PipelineConfig) -> None:
             len(report["shortfall"]),
             report["shortfall"],
         )
-    if report["bad_lines_total"] or report["empty_files"]:
+    if report["damaged_files"]:
+        logging.warning(
+            "%d damaged file(s), read up to the damage: %s",
+            len(report["damaged_files"]),
+            report["damaged_files"],
+        )
+    if report["bad_lines_total"] or report["empty_files"] or report["damaged_files"]:
         logging.info("bad lines and their reasons: %s", posixpath.join(config.output_dir, "errors"))
     logging.info("output: %s (stats in stats.json)", config.output_dir)
 

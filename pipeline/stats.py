@@ -66,6 +66,8 @@ def report(counts: dict, config_json: dict, classes: list[str]) -> dict:
         "options": config_json,
         "files_read": counts.get("files_read", 0),
         "empty_files": sorted(counts.get("empty_files", [])),
+        # .gz files that could not be read to their end; their lines before that count.
+        "damaged_files": sorted(counts.get("damaged_files", [])),
         "lines_read": lines_read,
         "written": written_total,
         "bad_lines": dict(sorted(bad.items())),

@@ -9,15 +9,18 @@ it is written, so the same input and seed give byte-identical files on any runne
 from __future__ import annotations
 
 import collections
+import gzip
 import hashlib
 import io
 import logging
 import math
 import posixpath
+import zlib
 
 import apache_beam as beam
 import numpy as np
 import orjson
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
@@ -78,14 +81,21 @@ class ReadFileFn(beam.DoFn):
         taken = collections.Counter()  # selected drawings of each word in this file
         counts = {"files_read": 1, "lines_read": 0, "bad_lines": {}, "not_selected": {}}
         line_number = 0
-        with FileSystems.open(input_file.path) as raw:
+        damage = None  # what stopped the reading of a damaged .gz file
+        # Opened as bytes: Beam's own decompressing reader reads a line without a size limit
+        # (and is no file object to buffer), where gzip's keeps `_read_lines`' limit.
+        with FileSystems.open(
+            input_file.path, compression_type=CompressionTypes.UNCOMPRESSED
+        ) as raw:
             stream = io.BufferedReader(raw, buffer_size=1 << 20) if not _buffered(raw) else raw
+            if input_file.path.endswith(".gz"):
+                stream = gzip.GzipFile(fileobj=stream, mode="rb")
             while True:
                 # Near the quota, read only about as many lines as still needed.
                 wanted_lines = BATCH_LINES
                 if quota is not None and input_file.category is not None:
                     wanted_lines = min(BATCH_LINES, quota - taken[input_file.category])
-                lines, too_long = _read_lines(stream, wanted_lines, config.max_points)
+                lines, too_long, damage = _read_lines(stream, wanted_lines, config.max_points)
                 if not lines and not too_long:
                     break
                 numbered = []
@@ -108,52 +118,68 @@ class ReadFileFn(beam.DoFn):
                 keep = _select(batch, wanted, config.recognized_only, quota, taken, counts)
                 if keep.any():
                     yield input_file.index, batch.select(keep)
-                if (
+                if damage or (
                     quota is not None
                     and input_file.category is not None
                     and taken[input_file.category] >= quota
                 ):
                     break
-        if line_number == 0:
+        if damage:
+            # The lines before the damage are kept; the rest of the file cannot be read.
+            counts["damaged_files"] = [input_file.path]
+            logging.warning("%s is damaged after line %d: %s", input_file.path, line_number, damage)
+            description = f"the file cannot be read after line {line_number}: {damage}"
+            yield beam.pvalue.TaggedOutput(
+                BAD_LINES, _file_error_record(input_file.path, "damaged_file", description)
+            )
+        elif line_number == 0:
             counts["empty_files"] = [input_file.path]
             logging.warning("%s is empty", input_file.path)
             yield beam.pvalue.TaggedOutput(
                 BAD_LINES,
-                orjson.dumps(
-                    {
-                        "source": input_file.path,
-                        "line_number": None,
-                        "reason": "empty_file",
-                        "description": "the file holds no line",
-                        "line": "",
-                    }
-                ).decode(),
+                _file_error_record(input_file.path, "empty_file", "the file holds no line"),
             )
         yield beam.pvalue.TaggedOutput(STATS, counts)
+
+
+def _file_error_record(path: str, reason: str, description: str) -> str:
+    """The errors/ record of a whole file, which has no line of its own."""
+    record = {
+        "source": path,
+        "line_number": None,
+        "reason": reason,
+        "description": description,
+        "line": "",
+    }
+    return orjson.dumps(record).decode()
 
 
 def _buffered(stream) -> bool:
     return isinstance(stream, io.BufferedIOBase) and hasattr(stream, "peek")
 
 
-def _read_lines(stream, count: int, max_points: int) -> tuple[list[bytes], list[bool]]:
-    """Up to `count` lines; a line over the size limit is cut to its start and flagged."""
+def _read_lines(stream, count: int, max_points: int):
+    """Up to `count` lines, whether each was over the size limit (and cut to its start), and
+    the error that stopped a damaged .gz file, if one did: (lines, too_long, damage)."""
     limit = _line_limit(max_points)
     lines, too_long = [], []
-    for _ in range(count):
-        line = stream.readline(limit)
-        if not line:
-            break
-        flagged = len(line) >= limit and not line.endswith(b"\n")
-        if flagged:
-            # Skip the rest of the runaway line without holding it in memory.
-            rest = stream.readline(limit)
-            while rest and not rest.endswith(b"\n"):
+    try:
+        for _ in range(count):
+            line = stream.readline(limit)
+            if not line:
+                break
+            flagged = len(line) >= limit and not line.endswith(b"\n")
+            if flagged:
+                # Skip the rest of the runaway line without holding it in memory.
                 rest = stream.readline(limit)
-            line = line[: ERROR_TEXT_CHARS * 4]
-        lines.append(line)
-        too_long.append(flagged)
-    return lines, too_long
+                while rest and not rest.endswith(b"\n"):
+                    rest = stream.readline(limit)
+                line = line[: ERROR_TEXT_CHARS * 4]
+            lines.append(line)
+            too_long.append(flagged)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        return lines, too_long, error
+    return lines, too_long, None
 
 
 def _select(batch: DrawingBatch, wanted, recognized_only, quota, taken, counts) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -294,6 +295,39 @@ def test_shards_mix_categories_and_same_seed_gives_the_same_bytes(small_input, t
         # Shuffled, not grouped: the class changes often along the shard.
         changes = sum(a != b for a, b in zip(classes, classes[1:]))
         assert changes > len(classes) / 2
+
+
+def test_gzipped_input_gives_the_same_bytes_and_a_damaged_file_keeps_its_start(
+    small_input, tmp_path
+):
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    for path in small_input.glob("*.ndjson"):
+        (zipped / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    args = ["--split", "hash", "--num_shards", "2"]
+    run(args + ["--input", f"{small_input}/*.ndjson", "--output_dir", str(tmp_path / "plain")])
+    run(args + ["--input", f"{zipped}/*.ndjson.gz", "--output_dir", str(tmp_path / "gz")])
+    assert shard_bytes(tmp_path / "gz") == shard_bytes(tmp_path / "plain")
+    plain = stats_of(tmp_path / "plain")
+    assert stats_of(tmp_path / "gz")["lines_read"] == plain["lines_read"]
+
+    # A download cut short: the lines before the cut are read, the file is named in errors/.
+    bear = zipped / "bear.ndjson.gz"
+    bear.write_bytes(bear.read_bytes()[: bear.stat().st_size * 6 // 10])
+    run(args + ["--input", f"{zipped}/*.ndjson.gz", "--output_dir", str(tmp_path / "cut")])
+    stats = stats_of(tmp_path / "cut")
+    assert stats["damaged_files"] == [str(bear)] and stats["empty_files"] == []
+    bear_lines = len((small_input / "bear.ndjson").read_bytes().splitlines())
+    read_of_bear = stats["lines_read"] - (plain["lines_read"] - bear_lines)
+    assert 0 < read_of_bear < bear_lines
+    assert stats["unaccounted_lines"] == 0
+    errors = [
+        json.loads(line)
+        for path in sorted((tmp_path / "cut" / "errors").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert [(e["source"], e["reason"]) for e in errors] == [(str(bear), "damaged_file")]
+    assert errors[0]["description"].startswith(f"the file cannot be read after line {read_of_bear}")
 
 
 @pytest.mark.slow
