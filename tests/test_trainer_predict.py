@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -128,6 +129,27 @@ def test_classifies_each_drawing_in_order_and_sums_up(model_dir, drawings_file):
     assert f"{path}:6: xy_length_mismatch" in result.stderr
     assert f"{path}:8: invalid_json" in result.stderr
     assert "3 bad line(s) skipped" in result.stderr
+
+
+def test_reads_gzipped_files_and_a_damaged_one_up_to_the_damage(model_dir, drawings_file, tmp_path):
+    path, _ = drawings_file
+    plain = predict("--model_dir", model_dir, path)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    zipped = tmp_path / "drawings.ndjson.gz"
+    compressed = gzip.compress(path.read_bytes() * 200)  # 2,600 lines: more than one chunk
+    zipped.write_bytes(compressed)
+    result = predict("--model_dir", model_dir, zipped)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = plain.stdout.splitlines()
+    assert result.stdout.splitlines()[:-1] == lines[:-1] * 200
+
+    zipped.write_bytes(compressed[: len(compressed) // 2])
+    result = predict("--model_dir", model_dir, zipped)
+    assert result.returncode == 0, result.stderr[-3000:]
+    classified = result.stdout.splitlines()[:-1]
+    assert 0 < len(classified) < len(lines[:-1]) * 200
+    assert classified == (lines[:-1] * 200)[: len(classified)]
+    assert f"{zipped}: the file cannot be read after line " in result.stderr
 
 
 def test_reads_the_export_directory_itself_and_rejects_a_too_large_top_k(model_dir, drawings_file):

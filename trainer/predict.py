@@ -2,8 +2,8 @@
 
     python -m trainer.predict --model_dir model [--top_k 3] drawings.ndjson [gs://...]
 
-Reads simplified-format ndjson (one drawing per line; local paths or gs://) and prints one
-JSON line per drawing, in input order:
+Reads simplified-format ndjson (one drawing per line; local paths or gs://; `.gz` too) and
+prints one JSON line per drawing, in input order:
 
     {"key_id": "...", "word": "cat", "top_k": [{"label": "cat", "probability": 0.91}, ...]}
 
@@ -18,10 +18,11 @@ own checks, `pipeline.drawings`) and skipped. Only `model_dir/export/` is read.
 from __future__ import annotations
 
 import argparse
-import itertools
+import gzip
 import logging
 import os
 import sys
+import zlib
 
 # TensorFlow's C++ start-up chatter would mix with the warnings about bad lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -105,10 +106,19 @@ class Classifier:
         return result
 
 
-def _numbered_chunks(file, size: int):
-    """Chunks of (line number, line) from a binary file, lazily."""
-    numbered = enumerate(file, 1)
-    while chunk := list(itertools.islice(numbered, size)):
+def _numbered_chunks(file, size: int, path: str):
+    """Chunks of (line number, line) from a binary file, lazily. A damaged .gz file ends at
+    the damage, with a warning: the lines before it are classified."""
+    chunk, number = [], 0
+    try:
+        for number, line in enumerate(file, 1):
+            chunk.append((number, line))
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        logging.warning("%s: the file cannot be read after line %d: %s", path, number, error)
+    if chunk:
         yield chunk
 
 
@@ -175,8 +185,10 @@ def classify_file(path, classifier, top_k, batch_size, summary, out) -> int:
     from trainer.config import resolve_path
 
     bad_count = 0
-    with tf.io.gfile.GFile(resolve_path(path), "rb") as file:
-        for chunk in _numbered_chunks(file, LINES_PER_CHUNK):
+    with tf.io.gfile.GFile(resolve_path(path), "rb") as raw:
+        # `.ndjson.gz`, as the pipeline reads it too.
+        file = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
+        for chunk in _numbered_chunks(file, LINES_PER_CHUNK, path):
             records = {}
             lines = []
             for number, line in chunk:
