@@ -13,13 +13,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import gzip
 import itertools
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import orjson
 
 from pipeline import ink as ink_math
+
+# What reading a damaged .gz file of lines raises (cut short, a bad checksum, bad data):
+# readers keep the lines before the damage and report the file.
+GZIP_DAMAGE = (gzip.BadGzipFile, EOFError, zlib.error)
 
 # Why a line was rejected. Every bad line gets exactly one reason: the first check it fails.
 REASONS = {

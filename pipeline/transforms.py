@@ -15,7 +15,6 @@ import io
 import logging
 import math
 import posixpath
-import zlib
 
 import apache_beam as beam
 import numpy as np
@@ -31,7 +30,14 @@ from pipeline import chunks, schema
 from pipeline import ink as ink_math
 from pipeline import stats as stats_lib
 from pipeline.config import PipelineConfig
-from pipeline.drawings import REASONS, BadLine, DrawingBatch, convert_lines, without_cyclic_gc
+from pipeline.drawings import (
+    GZIP_DAMAGE,
+    REASONS,
+    BadLine,
+    DrawingBatch,
+    convert_lines,
+    without_cyclic_gc,
+)
 from pipeline.inputs import InputFile
 
 BATCH_LINES = 1000
@@ -177,7 +183,7 @@ def _read_lines(stream, count: int, max_points: int):
                 line = line[: ERROR_TEXT_CHARS * 4]
             lines.append(line)
             too_long.append(flagged)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+    except GZIP_DAMAGE as error:
         return lines, too_long, error
     return lines, too_long, None
 

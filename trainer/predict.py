@@ -22,7 +22,6 @@ import gzip
 import logging
 import os
 import sys
-import zlib
 
 # TensorFlow's C++ start-up chatter would mix with the warnings about bad lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -116,7 +115,7 @@ def _numbered_chunks(file, size: int, path: str):
             if len(chunk) == size:
                 yield chunk
                 chunk = []
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+    except drawings_lib.GZIP_DAMAGE as error:
         logging.warning("%s: the file cannot be read after line %d: %s", path, number, error)
     if chunk:
         yield chunk
