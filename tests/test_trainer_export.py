@@ -220,6 +220,28 @@ def test_serving_takes_a_batch_of_one_point_drawings(tmp_path, views):
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "points, lengths, message",
+    [
+        (np.ones((1, 4, 3)), [5], "lengths: a drawing longer than points' time dimension"),
+        (np.ones((1, 4, 3)), [-1], "lengths: a negative length"),
+        (np.ones((1, 4, 3)), [4, 4], "lengths: one per drawing of points"),
+        (np.full((1, 4, 3), np.nan), [4], "points: a coordinate is NaN or infinite"),
+    ],
+)
+def test_serving_names_what_is_wrong_with_a_request(exported, points, lengths, message):
+    serve = tf.saved_model.load(str(exported[2])).signatures[export.SIGNATURE]
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        serve(points=tf.constant(points, tf.float32), lengths=tf.constant(lengths, tf.int32))
+    assert message in raised.value.message.replace("\\'", "'")
+
+
+def test_serving_takes_a_blank_canvas(exported):
+    serve = tf.saved_model.load(str(exported[2])).signatures[export.SIGNATURE]
+    served = serve(points=tf.zeros((2, 3, 3)), lengths=tf.constant([0, 3], tf.int32))
+    np.testing.assert_allclose(served["probabilities"].numpy().sum(axis=1), 1, atol=1e-5)
+
+
 def test_a_single_view_model_has_one_signature(exported):
     _, _, directory = exported
     assert list(tf.saved_model.load(str(directory)).signatures) == [export.SIGNATURE]

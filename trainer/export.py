@@ -16,6 +16,10 @@ returns
   top_k_classes:       (batch, k) string, the most probable class names, best first;
   top_k_probabilities: (batch, k) float32, their probabilities.
 
+A malformed request (a length below 0 or past `time`, not one length per drawing, a NaN or
+infinite coordinate) fails with an InvalidArgumentError that names the problem; a drawing
+of no points (a blank canvas) is classified like any other.
+
 With `--test_time_views` above 1 a second signature, `single_view`, takes and returns the
 same on the drawing alone: the choice between accuracy and latency stays with the client.
 
@@ -67,6 +71,7 @@ class ServingModule(tf.Module):
         return self._classify(points, lengths, 1)
 
     def _classify(self, points, lengths, views):
+        _check_inputs(points, lengths)
         ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
         # A batch of one-point drawings has no ink step at all, which the convolutions
         # cannot take: one padded step, masked like any other, keeps the shapes valid.
@@ -92,6 +97,21 @@ class ServingModule(tf.Module):
             "top_k_classes": tf.gather(self.class_names, top.indices),
             "top_k_probabilities": top.values,
         }
+
+
+def _check_inputs(points, lengths) -> None:
+    """A client's malformed request fails with InvalidArgumentError naming what is wrong,
+    not deep inside the graph; a NaN would otherwise come back as NaN probabilities. (A
+    drawing of no points is allowed: a blank canvas.)"""
+    batch, time = tf.shape(points)[0], tf.shape(points)[1]
+    tf.debugging.assert_equal(
+        tf.shape(lengths)[0], batch, message="lengths: one per drawing of points"
+    )
+    tf.debugging.assert_non_negative(lengths, message="lengths: a negative length")
+    tf.debugging.assert_less_equal(
+        lengths, time, message="lengths: a drawing longer than points' time dimension"
+    )
+    tf.debugging.assert_all_finite(points, "points: a coordinate is NaN or infinite")
 
 
 def export_model(weights, config: Config, classes: list[str], export_dir: str) -> None:
