@@ -80,6 +80,36 @@ def test_killed_run_resumes_from_its_last_checkpoint(records, tmp_path):
     assert f"resuming from step {steps} " in log and "training from step" not in log
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_saves_a_checkpoint_where_the_run_was(records, tmp_path, stop_signal):
+    """SIGTERM (a platform's notice before it preempts the machine) and Ctrl-C: the run ends
+    its current steps, saves them in a checkpoint, exits 128 + the signal, and resumes there."""
+    model_dir = tmp_path / "model"
+    flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--steps=100000"]
+    flags += ["--checkpoint_every=100000", "--eval_every=0", "--log_every=10"]
+    first = start_trainer(flags, tmp_path / "first.log")
+    deadline = time.monotonic() + 240
+    while "step 20/" not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        time.sleep(0.05)
+    first.send_signal(stop_signal)
+    log = wait(first, tmp_path / "first.log", timeout=120)
+    assert first.returncode == 128 + stop_signal, log[-3000:]
+    stopped = re.search(
+        rf"stopped by {stop_signal.name} at step (\d+), saved in (\S+): the same command", log
+    )
+    assert stopped, log[-3000:]
+    step = int(stopped.group(1))
+    assert step >= 20 and stopped.group(2).endswith(f"ckpt-{step}")
+    assert not (model_dir / "metrics.json").exists()
+
+    second = start_trainer([*flags[:-3], f"--steps={step + 10}"], tmp_path / "second.log")
+    log = wait(second, tmp_path / "second.log", timeout=400)
+    assert second.returncode == 0, log[-3000:]
+    assert f"resuming from step {step} " in log
+    assert json.loads((model_dir / "metrics.json").read_text())["step"] == step + 10
+
+
 def test_two_workers_end_with_the_same_weights_and_only_the_chief_exports(records, tmp_path):
     model_dir = tmp_path / "model"
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--steps=6"]

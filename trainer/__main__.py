@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     except train.InputError as error:
         print(f"python -m trainer: error: {error}", file=sys.stderr)
         return 2
+    except train.Stopped as stopped:
+        logging.warning("%s: the same command resumes the run", stopped)
+        return 128 + stopped.signal_number  # as if the signal had ended the process
     return 0
 
 

@@ -8,6 +8,8 @@ A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
 * Preemption: a checkpoint every `--checkpoint_every` steps; the same command started again
   restores the last one, logs `resuming from step N` and stops at `--steps`. Flags that make
   another model are refused, naming how they differ from the run's config.json (`restore`).
+  SIGTERM or Ctrl-C saves a checkpoint where a single-worker run is, then stops it
+  (`StopRequest`, `Stopped`).
 * Bad input fails with one line and exit status 2 (`InputError`): checked before the model
   is built where it can be (files, classes, the first record), else when a step meets it
   (`bad_records_reported`).
@@ -25,7 +27,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -55,6 +59,49 @@ def write_scalars(writer, step: int, values: dict) -> None:
 
 class InputError(ValueError):
     """A problem with the command's inputs, reported on one line (exit status 2)."""
+
+
+class Stopped(Exception):
+    """The run stopped at a signal, with a checkpoint: the same command resumes it."""
+
+    def __init__(self, signal_number: int, step: int, checkpoint: str):
+        name = signal.Signals(signal_number).name
+        super().__init__(f"stopped by {name} at step {step}, saved in {checkpoint}")
+        self.signal_number = signal_number
+
+
+class StopRequest:
+    """The signal that asked the run to stop, if one did (`signal_number`)."""
+
+    signal_number: int | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def on_signals(cls, enabled: bool):
+        """Inside the block SIGTERM (what a platform sends before it preempts a machine) and
+        SIGINT (Ctrl-C) only set `signal_number`, so that the loop ends its current steps,
+        saves a checkpoint and stops; a second signal acts as it would have."""
+        request = cls()
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield request
+            return
+        handled = (signal.SIGTERM, signal.SIGINT)
+
+        def handler(signal_number, frame):
+            request.signal_number = signal_number
+            for number, previous in zip(handled, previous_handlers):
+                signal.signal(number, previous)
+            logging.warning(
+                "%s: stopping after the current steps, with a checkpoint",
+                signal.Signals(signal_number).name,
+            )
+
+        previous_handlers = [signal.signal(number, handler) for number in handled]
+        try:
+            yield request
+        finally:
+            for number, previous in zip(handled, previous_handlers):
+                signal.signal(number, previous)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,9 +368,22 @@ def train_and_evaluate(config: Config) -> dict:
 
     if step < config.steps:
         train_steps = make_train_steps(strategy, model, optimizer, config, len(classes))
-        with bad_records_reported(config, config.training_data, len(classes)):
+        # Several workers would each save at another step: they lose at most
+        # --checkpoint_every steps instead.
+        with (
+            bad_records_reported(config, config.training_data, len(classes)),
+            StopRequest.on_signals(enabled=cluster.num_workers == 1) as stop,
+        ):
             _train_loop(
-                config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn
+                config,
+                strategy,
+                train_steps,
+                optimizer,
+                manager,
+                writer,
+                run_eval,
+                augment_fn,
+                stop,
             )
     step = int(optimizer.iterations.numpy())
     if optimizer.use_ema:
@@ -352,8 +412,11 @@ def train_and_evaluate(config: Config) -> dict:
     return result
 
 
-def _train_loop(config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn):
-    """Steps from the optimizer's step count to `config.steps`, with the periodic events."""
+def _train_loop(
+    config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn, request
+):
+    """Steps from the optimizer's step count to `config.steps`, with the periodic events.
+    Raises Stopped, once a checkpoint is saved, after `request` (a StopRequest) got a signal."""
     step = int(optimizer.iterations.numpy())
     per_replica_batch = config.batch_size // strategy.num_replicas_in_sync
 
@@ -404,8 +467,13 @@ def _train_loop(config, strategy, train_steps, optimizer, manager, writer, run_e
                 "train/steps_per_second": steps_per_second,
             },
         )
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        saved = step % config.checkpoint_every == 0 or step == config.steps
+        if saved:
             logging.info("saved checkpoint %s", manager.save(checkpoint_number=step))
+        if request.signal_number and step < config.steps:
+            path = manager.latest_checkpoint if saved else manager.save(checkpoint_number=step)
+            writer.flush()
+            raise Stopped(request.signal_number, step, path)
         if config.eval_every and step % config.eval_every == 0 and step < config.steps:
             run_eval(step)
 
