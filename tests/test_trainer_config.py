@@ -254,8 +254,7 @@ def test_class_index_beyond_the_classes_file_exits_2(split, tmp_path):
     )
 
 
-@pytest.mark.parametrize("split", ["train", "eval"])
-@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+@pytest.mark.parametrize("split, damage", [("train", "truncated"), ("eval", "corrupted")])
 def test_damaged_records_exit_2(split, damage, tmp_path):
     """The first records are whole, so the damage shows only once the steps read on."""
     write_one_drawing_records(tmp_path)
