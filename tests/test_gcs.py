@@ -8,6 +8,7 @@ subprocess that builds the Dataflow template.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -209,6 +210,24 @@ def test_gcs_output_is_byte_identical_to_a_local_run(gcs_output, drawings, tmp_p
     for stats in (gcs_stats, local_stats):
         del stats["options"]["input"], stats["options"]["output_dir"]
     assert gcs_stats == local_stats
+
+
+def test_gzipped_gcs_input_gives_the_bytes_of_the_plain_files(gcs, gcs_output, drawings, tmp_path):
+    for name in (*CATEGORIES, UNSELECTED):
+        zipped = tmp_path / f"{name}.ndjson.gz"
+        zipped.write_bytes(gzip.compress((drawings / f"{name}.ndjson").read_bytes()))
+        gcs.emulator.upload_file(BUCKET, f"simplified_gz/{name}.ndjson.gz", zipped)
+    run(
+        ["--input", f"gs://{BUCKET}/simplified_gz/*.ndjson.gz"]
+        + ["--output_dir", f"gs://{BUCKET}/out_gz", *FLAGS]
+    )
+    gz_output = gcs.download_tree("out_gz", tmp_path / "out_gz")
+    gz_files, plain_files = _files(gz_output), _files(gcs_output)
+    assert sorted(gz_files) == sorted(plain_files)
+    for name, content in plain_files.items():
+        if name != "stats.json":
+            assert gz_files[name] == content, f"{name} differs between .ndjson.gz and .ndjson"
+    assert _stats(gz_output)["lines_read"] == _stats(gcs_output)["lines_read"]
 
 
 @pytest.mark.parametrize(
