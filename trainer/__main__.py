@@ -24,14 +24,15 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    from trainer import train  # TensorFlow loads only once the flags are known to be good
+    # TensorFlow loads only once the flags are known to be good.
+    from trainer import checkpoints, train
 
     try:
         train.train_and_evaluate(config)
-    except train.InputError as error:
+    except config_lib.InputError as error:
         print(f"python -m trainer: error: {error}", file=sys.stderr)
         return 2
-    except train.Stopped as stopped:
+    except checkpoints.Stopped as stopped:
         logging.warning("%s: the same command resumes the run", stopped)
         return 128 + stopped.signal_number  # as if the signal had ended the process
     return 0

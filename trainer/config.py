@@ -83,6 +83,10 @@ LOCAL = {
 PRESETS = {"tutorial": TUTORIAL, "local": LOCAL}
 
 
+class InputError(ValueError):
+    """A problem with the command's inputs, reported on one line (exit status 2)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one training run reads. Paths are already resolved (see `resolve_path`)."""

@@ -7,9 +7,9 @@ A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
   names the first pool `chief`), `MirroredStrategy` on several local GPUs, else the default.
 * Preemption: a checkpoint every `--checkpoint_every` steps; the same command started again
   restores the last one, logs `resuming from step N` and stops at `--steps`. Flags that make
-  another model are refused, naming how they differ from the run's config.json (`restore`).
+  another model are refused, naming how they differ from the run's config.json.
   SIGTERM or Ctrl-C saves a checkpoint where a single-worker run is, then stops it
-  (`StopRequest`, `Stopped`).
+  (`trainer.checkpoints`).
 * Bad input fails with one line and exit status 2 (`InputError`): checked before the model
   is built where it can be (files, classes, the first record), else when a step meets it
   (`bad_records_reported`).
@@ -27,19 +27,16 @@ import json
 import logging
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import time
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import augment, data, evaluate, export
-from trainer import config as config_lib
+from trainer import augment, checkpoints, data, evaluate, export
 from trainer import model as model_lib
-from trainer.config import Config
+from trainer.config import Config, InputError
 
 CHECKPOINTS_TO_KEEP = 3
 
@@ -55,53 +52,6 @@ def write_scalars(writer, step: int, values: dict) -> None:
     with writer.as_default():
         for name, value in values.items():
             tf.summary.write(name, tf.constant(value, tf.float32), step, _SCALAR_METADATA)
-
-
-class InputError(ValueError):
-    """A problem with the command's inputs, reported on one line (exit status 2)."""
-
-
-class Stopped(Exception):
-    """The run stopped at a signal, with a checkpoint: the same command resumes it."""
-
-    def __init__(self, signal_number: int, step: int, checkpoint: str):
-        name = signal.Signals(signal_number).name
-        super().__init__(f"stopped by {name} at step {step}, saved in {checkpoint}")
-        self.signal_number = signal_number
-
-
-class StopRequest:
-    """The signal that asked the run to stop, if one did (`signal_number`)."""
-
-    signal_number: int | None = None
-
-    @classmethod
-    @contextlib.contextmanager
-    def on_signals(cls, enabled: bool):
-        """Inside the block SIGTERM (what a platform sends before it preempts a machine) and
-        SIGINT (Ctrl-C) only set `signal_number`, so that the loop ends its current steps,
-        saves a checkpoint and stops; a second signal acts as it would have."""
-        request = cls()
-        if not enabled or threading.current_thread() is not threading.main_thread():
-            yield request
-            return
-        handled = (signal.SIGTERM, signal.SIGINT)
-
-        def handler(signal_number, frame):
-            request.signal_number = signal_number
-            for number, previous in zip(handled, previous_handlers):
-                signal.signal(number, previous)
-            logging.warning(
-                "%s: stopping after the current steps, with a checkpoint",
-                signal.Signals(signal_number).name,
-            )
-
-        previous_handlers = [signal.signal(number, handler) for number in handled]
-        try:
-            yield request
-        finally:
-            for number, previous in zip(handled, previous_handlers):
-                signal.signal(number, previous)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,60 +157,6 @@ def averaged_weights(model, optimizer):
             variable.assign(value)
 
 
-def restore(checkpoint: tf.train.Checkpoint, path: str, config: Config) -> None:
-    """Restores every variable of the checkpoint's model and optimizer from `path`, or raises
-    InputError naming the flags that differ from the run's config.json when `path` holds
-    another model. Logs the flags that changed since the run began (a longer --steps, say)."""
-    saved = read_saved_config(config.model_dir)
-    changed = config_lib.changes(saved, config) if saved else []
-    # The shapes first: a restore that fails halfway leaves values behind that TensorFlow
-    # lists, a warning each, as the process ends.
-    variables = [*checkpoint.model.weights, *checkpoint.optimizer.variables]
-    shapes = sorted(tuple(variable.shape) for variable in variables)
-    saved_shapes = sorted(
-        tuple(shape)
-        for name, shape in tf.train.list_variables(path)
-        if name.startswith(("model/", "optimizer/"))
-    )
-    reason = None
-    if len(saved_shapes) != len(shapes):
-        reason = f"{len(saved_shapes)} variables where these flags make {len(shapes)}"
-    elif saved_shapes != shapes:
-        reason = "variables of other shapes than these flags make"
-    else:
-        try:
-            # Every value in the checkpoint has its variable here, and every variable its value.
-            checkpoint.restore(path).assert_consumed()
-        except (AssertionError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0]
-    if reason and changed:
-        raise InputError(
-            f"the checkpoints in {config.checkpoint_dir} are of another model than these flags "
-            f"give ({', '.join(changed)}): resume with the flags in "
-            f"{config.model_dir}/{export.CONFIG_FILE}, or train into a new --model_dir"
-        )
-    if reason:
-        raise InputError(
-            f"the checkpoints in {config.checkpoint_dir} are of another model ({reason}): "
-            "resume with the flags they were trained with, or train into a new --model_dir"
-        )
-    if changed:
-        logging.warning("resuming with flags other than before: %s", "; ".join(changed))
-
-
-def read_saved_config(model_dir: str) -> Config | None:
-    """The flags a run left in `model_dir`, or None if there are none to read."""
-    path = os.path.join(model_dir, export.CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    try:
-        with tf.io.gfile.GFile(path) as file:
-            return Config.from_json(file.read())
-    except (ValueError, TypeError) as error:
-        logging.warning("cannot read %s: %s", path, error)
-        return None
-
-
 @contextlib.contextmanager
 def bad_records_reported(config: Config, pattern: str, num_classes: int):
     """Turns what bad records raise inside a step into an InputError that says what to do:
@@ -322,7 +218,7 @@ def train_and_evaluate(config: Config) -> dict:
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     latest = tf.train.latest_checkpoint(config.checkpoint_dir)  # the chief's, on every worker
     if latest:
-        restore(checkpoint, latest, config)
+        checkpoints.restore(checkpoint, latest, config)
 
     if cluster.is_chief:
         # Written once the checkpoint is known to fit: a run refused above keeps the record
@@ -372,7 +268,7 @@ def train_and_evaluate(config: Config) -> dict:
         # --checkpoint_every steps instead.
         with (
             bad_records_reported(config, config.training_data, len(classes)),
-            StopRequest.on_signals(enabled=cluster.num_workers == 1) as stop,
+            checkpoints.StopRequest.on_signals(enabled=cluster.num_workers == 1) as stop_request,
         ):
             _train_loop(
                 config,
@@ -383,7 +279,7 @@ def train_and_evaluate(config: Config) -> dict:
                 writer,
                 run_eval,
                 augment_fn,
-                stop,
+                stop_request,
             )
     step = int(optimizer.iterations.numpy())
     if optimizer.use_ema:
@@ -413,10 +309,10 @@ def train_and_evaluate(config: Config) -> dict:
 
 
 def _train_loop(
-    config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn, request
+    config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn, stop_request
 ):
     """Steps from the optimizer's step count to `config.steps`, with the periodic events.
-    Raises Stopped, once a checkpoint is saved, after `request` (a StopRequest) got a signal."""
+    Raises `checkpoints.Stopped`, once a checkpoint is saved, after `stop_request` got a signal."""
     step = int(optimizer.iterations.numpy())
     per_replica_batch = config.batch_size // strategy.num_replicas_in_sync
 
@@ -470,10 +366,10 @@ def _train_loop(
         saved = step % config.checkpoint_every == 0 or step == config.steps
         if saved:
             logging.info("saved checkpoint %s", manager.save(checkpoint_number=step))
-        if request.signal_number and step < config.steps:
+        if stop_request.signal_number and step < config.steps:
             path = manager.latest_checkpoint if saved else manager.save(checkpoint_number=step)
             writer.flush()
-            raise Stopped(request.signal_number, step, path)
+            raise checkpoints.Stopped(stop_request.signal_number, step, path)
         if config.eval_every and step % config.eval_every == 0 and step < config.steps:
             run_eval(step)
 

@@ -1,0 +1,122 @@
+"""Checkpoints across restarts: restoring only the model they were written for, and saving
+one where the run is when a signal asks it to stop.
+
+* `restore` compares the checkpoint's variables with the model's before it restores them:
+  flags that make another model are refused (exit status 2), naming how they differ from
+  the run's config.json; flags that leave the model as it was (a larger `--steps`) are
+  logged and the run goes on.
+* `StopRequest.on_signals` turns SIGTERM (what Compute Engine and Kubernetes send a
+  container before they preempt or stop it) and SIGINT (Ctrl-C) into a request that the
+  training loop answers by saving a checkpoint and raising `Stopped`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+
+import tensorflow as tf
+
+from trainer import config as config_lib
+from trainer import export
+from trainer.config import Config, InputError
+
+
+class Stopped(Exception):
+    """The run stopped at a signal, with a checkpoint: the same command resumes it."""
+
+    def __init__(self, signal_number: int, step: int, checkpoint: str):
+        name = signal.Signals(signal_number).name
+        super().__init__(f"stopped by {name} at step {step}, saved in {checkpoint}")
+        self.signal_number = signal_number
+
+
+class StopRequest:
+    """The signal that asked the run to stop, if one did (`signal_number`)."""
+
+    signal_number: int | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def on_signals(cls, enabled: bool):
+        """Inside the block SIGTERM (what a platform sends before it preempts a machine) and
+        SIGINT (Ctrl-C) only set `signal_number`, so that the loop ends its current steps,
+        saves a checkpoint and stops; a second signal acts as it would have."""
+        request = cls()
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield request
+            return
+        handled = (signal.SIGTERM, signal.SIGINT)
+
+        def handler(signal_number, frame):
+            request.signal_number = signal_number
+            for number, previous in zip(handled, previous_handlers):
+                signal.signal(number, previous)
+            logging.warning(
+                "%s: stopping after the current steps, with a checkpoint",
+                signal.Signals(signal_number).name,
+            )
+
+        previous_handlers = [signal.signal(number, handler) for number in handled]
+        try:
+            yield request
+        finally:
+            for number, previous in zip(handled, previous_handlers):
+                signal.signal(number, previous)
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str, config: Config) -> None:
+    """Restores every variable of the checkpoint's model and optimizer from `path`, or raises
+    InputError naming the flags that differ from the run's config.json when `path` holds
+    another model. Logs the flags that changed since the run began (a longer --steps, say)."""
+    saved = read_saved_config(config.model_dir)
+    changed = config_lib.changes(saved, config) if saved else []
+    # The shapes first: a restore that fails halfway leaves values behind that TensorFlow
+    # lists, a warning each, as the process ends.
+    variables = [*checkpoint.model.weights, *checkpoint.optimizer.variables]
+    shapes = sorted(tuple(variable.shape) for variable in variables)
+    saved_shapes = sorted(
+        tuple(shape)
+        for name, shape in tf.train.list_variables(path)
+        if name.startswith(("model/", "optimizer/"))
+    )
+    reason = None
+    if len(saved_shapes) != len(shapes):
+        reason = f"{len(saved_shapes)} variables where these flags make {len(shapes)}"
+    elif saved_shapes != shapes:
+        reason = "variables of other shapes than these flags make"
+    else:
+        try:
+            # Every value in the checkpoint has its variable here, and every variable its value.
+            checkpoint.restore(path).assert_consumed()
+        except (AssertionError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0]
+    if reason and changed:
+        raise InputError(
+            f"the checkpoints in {config.checkpoint_dir} are of another model than these flags "
+            f"give ({', '.join(changed)}): resume with the flags in "
+            f"{config.model_dir}/{export.CONFIG_FILE}, or train into a new --model_dir"
+        )
+    if reason:
+        raise InputError(
+            f"the checkpoints in {config.checkpoint_dir} are of another model ({reason}): "
+            "resume with the flags they were trained with, or train into a new --model_dir"
+        )
+    if changed:
+        logging.warning("resuming with flags other than before: %s", "; ".join(changed))
+
+
+def read_saved_config(model_dir: str) -> Config | None:
+    """The flags a run left in `model_dir`, or None if there are none to read."""
+    path = os.path.join(model_dir, export.CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as file:
+            return Config.from_json(file.read())
+    except (ValueError, TypeError) as error:
+        logging.warning("cannot read %s: %s", path, error)
+        return None
