@@ -276,3 +276,15 @@ def test_damaged_records_exit_2(split, damage, tmp_path):
         f"python -m trainer: error: a file matching '{pattern}' is damaged ({damage} record at "
         f"{offset}): write the records again with `python -m pipeline`"
     )
+
+
+def test_a_model_dir_that_cannot_be_created_exits_2_before_training(tmp_path):
+    write_one_drawing_records(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    flags = [*data_flags(tmp_path, tmp_path / "a_file" / "model"), *TINY_FLAGS, "--steps=2"]
+    result = run_trainer(flags)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        f"python -m trainer: error: cannot create --model_dir {tmp_path}/a_file/model: "
+        f"{tmp_path}/a_file is not a directory"
+    )

@@ -200,6 +200,18 @@ def train_and_evaluate(config: Config) -> dict:
             data.check_records(pattern, log_aspect=config.aspect_ratio)
     except ValueError as error:
         raise InputError(str(error)) from None
+    if cluster.is_chief:
+        for flag, directory in (
+            ("--model_dir", config.model_dir),
+            ("the checkpoint directory", config.checkpoint_dir),
+            ("the log directory", config.log_dir),
+        ):
+            try:
+                tf.io.gfile.makedirs(directory)
+            except tf.errors.OpError as error:
+                raise InputError(
+                    f"cannot create {flag} {directory}: {data.short_message(error)}"
+                ) from None
     augment_fn = load_augment_fn(config)
     logging.info(
         "%d classes; %d worker(s), %d replica(s); %s",
@@ -223,7 +235,6 @@ def train_and_evaluate(config: Config) -> dict:
     if cluster.is_chief:
         # Written once the checkpoint is known to fit: a run refused above keeps the record
         # of the flags its checkpoints were trained with.
-        tf.io.gfile.makedirs(config.model_dir)
         with tf.io.gfile.GFile(os.path.join(config.model_dir, export.CONFIG_FILE), "w") as file:
             file.write(config.to_json())
         checkpoint_dir = config.checkpoint_dir
