@@ -180,3 +180,49 @@ def test_two_replicas_take_the_steps_of_one(tmp_path):
     for name in names:
         one, two = runs[f"one:{name}"], runs[f"two:{name}"]
         np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-6 * np.abs(one).max(), err_msg=name)
+
+
+def test_a_signal_to_one_worker_stops_both_at_the_same_step_and_both_resume(records, tmp_path):
+    """A preempted machine's worker gets SIGTERM; its peer learns it at the next agreement
+    (every --log_every steps), both save that step and exit 143, and both resume there."""
+    model_dir = tmp_path / "model"
+    flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--eval_every=0", "--log_every=5"]
+    flags += ["--checkpoint_every=100000"]
+
+    def start_both(steps, attempt):
+        chief_port, worker_port = free_ports(2)
+        cluster = {"chief": [f"127.0.0.1:{chief_port}"], "worker": [f"127.0.0.1:{worker_port}"]}
+        return {
+            task_type: start_trainer(
+                [*flags, f"--steps={steps}"],
+                tmp_path / f"{task_type}-{attempt}.log",
+                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}}),
+            )
+            for task_type in ("chief", "worker")
+        }
+
+    processes = start_both(100000, 1)
+    worker_log = tmp_path / "worker-1.log"
+    deadline = time.monotonic() + 300
+    while "step 10/" not in worker_log.read_text() and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in processes.values()), worker_log.read_text()[-3000:]
+        time.sleep(0.05)
+    processes["worker"].send_signal(signal.SIGTERM)
+    logs = {name: wait(p, tmp_path / f"{name}-1.log", 300) for name, p in processes.items()}
+    steps = {}
+    for name, process in processes.items():
+        assert process.returncode == 128 + signal.SIGTERM, f"{name}:\n{logs[name][-3000:]}"
+        stopped = re.search(r"stopped by SIGTERM at step (\d+)", logs[name])
+        assert stopped, logs[name][-3000:]
+        steps[name] = int(stopped.group(1))
+    assert steps["chief"] == steps["worker"] >= 10
+    step = steps["chief"]
+    assert (model_dir / "checkpoints" / f"ckpt-{step}.index").is_file()
+    assert "SIGTERM: stopping" in logs["worker"] and "SIGTERM: stopping" not in logs["chief"]
+
+    processes = start_both(step + 5, 2)
+    logs = {name: wait(p, tmp_path / f"{name}-2.log", 300) for name, p in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, f"{name}:\n{logs[name][-3000:]}"
+        assert f"resuming from step {step} " in logs[name]
+    assert json.loads((model_dir / "metrics.json").read_text())["step"] == step + 5

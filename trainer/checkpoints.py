@@ -7,7 +7,8 @@ one where the run is when a signal asks it to stop.
   logged and the run goes on.
 * `StopRequest.on_signals` turns SIGTERM (what Compute Engine and Kubernetes send a
   container before they preempt or stop it) and SIGINT (Ctrl-C) into a request that the
-  training loop answers by saving a checkpoint and raising `Stopped`.
+  training loop answers by saving a checkpoint and raising `Stopped`; with several
+  workers, all of them stop at the same step when any one got a signal.
 """
 
 from __future__ import annotations
@@ -35,19 +36,45 @@ class Stopped(Exception):
 
 
 class StopRequest:
-    """The signal that asked the run to stop, if one did (`signal_number`)."""
+    """The signal that asked this process to stop, if one did (`signal_number`)."""
 
     signal_number: int | None = None
 
+    def __init__(self, num_workers: int = 1):
+        self.num_workers = num_workers
+
+    def agreed(self, strategy: tf.distribute.Strategy) -> int:
+        """The signal to stop at, 0 for none, the same on every worker: with several, a
+        worker stops when any of them got a signal (SIGTERM when not itself), so that all
+        save at the same step. Every worker calls it at the same step (a collective)."""
+        if self.num_workers == 1:
+            return self.signal_number or 0
+        replicas_per_worker = strategy.num_replicas_in_sync // self.num_workers
+        got = 1.0 if self.signal_number else 0.0
+
+        def local_value(context):
+            # One replica per worker counts its worker's signal; the others add zeros.
+            first = context.replica_id_in_sync_group % replicas_per_worker == 0
+            return tf.constant(got if first else 0.0)
+
+        workers = strategy.reduce(
+            tf.distribute.ReduceOp.SUM,
+            strategy.experimental_distribute_values_from_function(local_value),
+            axis=None,
+        )
+        if not float(workers):
+            return 0
+        return self.signal_number or int(signal.SIGTERM)
+
     @classmethod
     @contextlib.contextmanager
-    def on_signals(cls, enabled: bool):
+    def on_signals(cls, num_workers: int = 1):
         """Inside the block SIGTERM (what a platform sends before it preempts a machine) and
         SIGINT (Ctrl-C) only set `signal_number`, so that the loop ends its current steps,
         saves a checkpoint and stops; a second signal acts as it would have."""
-        request = cls()
-        if not enabled or threading.current_thread() is not threading.main_thread():
-            yield request
+        request = cls(num_workers)
+        if threading.current_thread() is not threading.main_thread():
+            yield request  # signal handlers belong to the main thread
             return
         handled = (signal.SIGTERM, signal.SIGINT)
 

@@ -8,8 +8,8 @@ A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
 * Preemption: a checkpoint every `--checkpoint_every` steps; the same command started again
   restores the last one, logs `resuming from step N` and stops at `--steps`. Flags that make
   another model are refused, naming how they differ from the run's config.json.
-  SIGTERM or Ctrl-C saves a checkpoint where a single-worker run is, then stops it
-  (`trainer.checkpoints`).
+  SIGTERM or Ctrl-C saves a checkpoint where the run is, then stops it; with several workers
+  all stop at the same step when one of them got the signal (`trainer.checkpoints`).
 * Bad input fails with one line and exit status 2 (`InputError`): checked before the model
   is built where it can be (files, classes, the first record), else when a step meets it
   (`bad_records_reported`).
@@ -275,23 +275,26 @@ def train_and_evaluate(config: Config) -> dict:
 
     if step < config.steps:
         train_steps = make_train_steps(strategy, model, optimizer, config, len(classes))
-        # Several workers would each save at another step: they lose at most
-        # --checkpoint_every steps instead.
         with (
             bad_records_reported(config, config.training_data, len(classes)),
-            checkpoints.StopRequest.on_signals(enabled=cluster.num_workers == 1) as stop_request,
+            checkpoints.StopRequest.on_signals(cluster.num_workers) as stop_request,
         ):
-            _train_loop(
-                config,
-                strategy,
-                train_steps,
-                optimizer,
-                manager,
-                writer,
-                run_eval,
-                augment_fn,
-                stop_request,
-            )
+            try:
+                _train_loop(
+                    config,
+                    strategy,
+                    train_steps,
+                    optimizer,
+                    manager,
+                    writer,
+                    run_eval,
+                    augment_fn,
+                    stop_request,
+                )
+            except checkpoints.Stopped:
+                if not cluster.is_chief:
+                    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+                raise
     step = int(optimizer.iterations.numpy())
     if optimizer.use_ema:
         # From here on the model holds the moving average (on every worker): the final
@@ -377,10 +380,11 @@ def _train_loop(
         saved = step % config.checkpoint_every == 0 or step == config.steps
         if saved:
             logging.info("saved checkpoint %s", manager.save(checkpoint_number=step))
-        if stop_request.signal_number and step < config.steps:
+        signal_number = stop_request.agreed(strategy) if step < config.steps else 0
+        if signal_number:
             path = manager.latest_checkpoint if saved else manager.save(checkpoint_number=step)
             writer.flush()
-            raise checkpoints.Stopped(stop_request.signal_number, step, path)
+            raise checkpoints.Stopped(signal_number, step, path)
         if config.eval_every and step % config.eval_every == 0 and step < config.steps:
             run_eval(step)
 
