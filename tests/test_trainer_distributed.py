@@ -42,6 +42,20 @@ def wait(process, log: Path, timeout: float) -> str:
     return log.read_text()
 
 
+def start_two_workers(flags, logs: Path, label: str) -> dict:
+    """A chief and a worker on 127.0.0.1 with `TF_CONFIG`, logging to logs/{task}{label}.log."""
+    chief_port, worker_port = free_ports(2)
+    cluster = {"chief": [f"127.0.0.1:{chief_port}"], "worker": [f"127.0.0.1:{worker_port}"]}
+    return {
+        task_type: start_trainer(
+            flags,
+            logs / f"{task_type}{label}.log",
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}}),
+        )
+        for task_type in ("chief", "worker")
+    }
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(records, tmp_path):
     model_dir = tmp_path / "model"
     steps = 150
@@ -115,14 +129,7 @@ def test_two_workers_end_with_the_same_weights_and_only_the_chief_exports(record
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--steps=6"]
     flags += ["--checkpoint_every=3", "--eval_every=0", "--log_every=3", "--batch_norm"]
     flags += ["--ema_decay=0.5"]  # the average is evaluated and exported: same on both
-    chief_port, worker_port = free_ports(2)
-    cluster = {"chief": [f"127.0.0.1:{chief_port}"], "worker": [f"127.0.0.1:{worker_port}"]}
-    processes = {}
-    for task_type in ("chief", "worker"):
-        tf_config = {"cluster": cluster, "task": {"type": task_type, "index": 0}}
-        processes[task_type] = start_trainer(
-            flags, tmp_path / f"{task_type}.log", TF_CONFIG=json.dumps(tf_config)
-        )
+    processes = start_two_workers(flags, tmp_path, "")
     logs = {
         name: wait(process, tmp_path / f"{name}.log", 400) for name, process in processes.items()
     }
@@ -189,19 +196,7 @@ def test_a_signal_to_one_worker_stops_both_at_the_same_step_and_both_resume(reco
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--eval_every=0", "--log_every=5"]
     flags += ["--checkpoint_every=100000"]
 
-    def start_both(steps, attempt):
-        chief_port, worker_port = free_ports(2)
-        cluster = {"chief": [f"127.0.0.1:{chief_port}"], "worker": [f"127.0.0.1:{worker_port}"]}
-        return {
-            task_type: start_trainer(
-                [*flags, f"--steps={steps}"],
-                tmp_path / f"{task_type}-{attempt}.log",
-                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}}),
-            )
-            for task_type in ("chief", "worker")
-        }
-
-    processes = start_both(100000, 1)
+    processes = start_two_workers([*flags, "--steps=100000"], tmp_path, "-1")
     worker_log = tmp_path / "worker-1.log"
     deadline = time.monotonic() + 300
     while "step 10/" not in worker_log.read_text() and time.monotonic() < deadline:
@@ -220,7 +215,7 @@ def test_a_signal_to_one_worker_stops_both_at_the_same_step_and_both_resume(reco
     assert (model_dir / "checkpoints" / f"ckpt-{step}.index").is_file()
     assert "SIGTERM: stopping" in logs["worker"] and "SIGTERM: stopping" not in logs["chief"]
 
-    processes = start_both(step + 5, 2)
+    processes = start_two_workers([*flags, f"--steps={step + 5}"], tmp_path, "-2")
     logs = {name: wait(p, tmp_path / f"{name}-2.log", 300) for name, p in processes.items()}
     for name, process in processes.items():
         assert process.returncode == 0, f"{name}:\n{logs[name][-3000:]}"

@@ -19,10 +19,11 @@ import os
 import signal
 import threading
 
+import numpy as np
 import tensorflow as tf
 
 from trainer import config as config_lib
-from trainer import export
+from trainer import evaluate, export
 from trainer.config import Config, InputError
 
 
@@ -47,22 +48,8 @@ class StopRequest:
         """The signal to stop at, 0 for none, the same on every worker: with several, a
         worker stops when any of them got a signal (SIGTERM when not itself), so that all
         save at the same step. Every worker calls it at the same step (a collective)."""
-        if self.num_workers == 1:
-            return self.signal_number or 0
-        replicas_per_worker = strategy.num_replicas_in_sync // self.num_workers
-        got = 1.0 if self.signal_number else 0.0
-
-        def local_value(context):
-            # One replica per worker counts its worker's signal; the others add zeros.
-            first = context.replica_id_in_sync_group % replicas_per_worker == 0
-            return tf.constant(got if first else 0.0)
-
-        workers = strategy.reduce(
-            tf.distribute.ReduceOp.SUM,
-            strategy.experimental_distribute_values_from_function(local_value),
-            axis=None,
-        )
-        if not float(workers):
+        got = np.array([1.0 if self.signal_number else 0.0])
+        if not evaluate.sum_over_workers(strategy, got, self.num_workers)[0]:
             return 0
         return self.signal_number or int(signal.SIGTERM)
 

@@ -82,23 +82,31 @@ def count(
     return counts
 
 
-def sum_across_workers(strategy, counts: Counts, num_workers: int) -> Counts:
-    """The counts of all workers added up, on every worker (one collective sum)."""
+def sum_over_workers(strategy, values: np.ndarray, num_workers: int) -> np.ndarray:
+    """Each worker's float64 `values` added up, on every worker (one collective sum); every
+    worker must call it at the same point."""
     if num_workers == 1:
-        return counts
+        return values
     replicas_per_worker = strategy.num_replicas_in_sync // num_workers
-    flat = np.concatenate([[counts.loss_sum, counts.top3_hits], counts.confusion.ravel()])
 
     def local_value(context):
-        # One replica per worker contributes its worker's counts; the others add zeros.
+        # One replica per worker contributes its worker's values; the others add zeros.
         first = context.replica_id_in_sync_group % replicas_per_worker == 0
-        return tf.constant(flat if first else np.zeros_like(flat), tf.float64)
+        return tf.constant(values if first else np.zeros_like(values), tf.float64)
 
-    total = strategy.reduce(
+    return strategy.reduce(
         tf.distribute.ReduceOp.SUM,
         strategy.experimental_distribute_values_from_function(local_value),
         axis=None,
     ).numpy()
+
+
+def sum_across_workers(strategy, counts: Counts, num_workers: int) -> Counts:
+    """The counts of all workers added up, on every worker (one collective sum)."""
+    if num_workers == 1:
+        return counts
+    flat = np.concatenate([[counts.loss_sum, counts.top3_hits], counts.confusion.ravel()])
+    total = sum_over_workers(strategy, flat, num_workers)
     size = counts.confusion.shape[0]
     return Counts(
         loss_sum=float(total[0]),
