@@ -221,3 +221,36 @@ def test_a_signal_to_one_worker_stops_both_at_the_same_step_and_both_resume(reco
         assert process.returncode == 0, f"{name}:\n{logs[name][-3000:]}"
         assert f"resuming from step {step} " in logs[name]
     assert json.loads((model_dir / "metrics.json").read_text())["step"] == step + 5
+
+
+def test_a_worker_that_dies_stops_the_other_with_one_line(records, tmp_path):
+    """A worker whose process is gone (a crash, a machine lost without warning) aborts the
+    other's collectives: it stops within seconds, says so on one line (exit status 1) with
+    the checkpoint a restart resumes from, and deletes its scratch checkpoints."""
+    model_dir = tmp_path / "model"
+    flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--eval_every=0", "--log_every=5"]
+    flags += ["--checkpoint_every=10", "--steps=100000"]
+    processes = start_two_workers(flags, tmp_path, "")
+    chief_log = tmp_path / "chief.log"
+    deadline = time.monotonic() + 300
+    while "step 15/" not in chief_log.read_text() and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in processes.values()), chief_log.read_text()[-3000:]
+        time.sleep(0.05)
+    processes["chief"].kill()
+    killed = time.monotonic()
+    log = wait(processes["worker"], tmp_path / "worker.log", 120)
+    wait(processes["chief"], chief_log, 10)
+
+    assert processes["worker"].returncode == 1, log[-3000:]
+    assert time.monotonic() - killed < 60, log[-3000:]
+    error = log.strip().splitlines()[-1]
+    assert error.startswith("python -m trainer: error: lost another worker ("), log[-3000:]
+    # The checkpoint state file names the last complete checkpoint.
+    state = (model_dir / "checkpoints" / "checkpoint").read_text()
+    latest = re.search(r'model_checkpoint_path: "(ckpt-\d+)"', state)[1]
+    assert latest != "ckpt-0"
+    path = model_dir / "checkpoints" / latest
+    assert f"the run resumes from its last checkpoint ({path})" in error
+    assert "Traceback" not in log
+    scratch = {Path(path).parent for path in re.findall(r"saved checkpoint (\S+)", log)}
+    assert scratch and not any(directory.exists() for directory in scratch)

@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     except config_lib.InputError as error:
         print(f"python -m trainer: error: {error}", file=sys.stderr)
         return 2
+    except train.WorkerLost as error:
+        print(f"python -m trainer: error: {error}", file=sys.stderr)
+        return 1
     except checkpoints.Stopped as stopped:
         logging.warning("%s: the same command resumes the run", stopped)
         return 128 + stopped.signal_number  # as if the signal had ended the process

@@ -16,6 +16,9 @@ A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
 * Only the chief writes outputs (export, metrics.json, TensorBoard logs); the other workers
   write their checkpoints to a temporary directory, as `tf.distribute` requires every
   worker to save, and delete it at the end.
+* A worker that stops (it failed, or its machine went away) stops the others within seconds
+  (their collectives are aborted): each says so on one line (`WorkerLost`, exit status 1),
+  and the same command on every worker resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -187,10 +191,53 @@ def weights_checksum(model) -> str:
     return digest.hexdigest()[:16]
 
 
+class WorkerLost(RuntimeError):
+    """Another worker of a multi-worker run stopped (it failed, or its machine went away), so
+    the collectives this one waits in were aborted: the run cannot go on without it."""
+
+
 def train_and_evaluate(config: Config) -> dict:
-    """Trains (or resumes) to `config.steps`, evaluates, exports. Returns the final metrics."""
+    """Trains (or resumes) to `config.steps`, evaluates, exports. Returns the final metrics.
+
+    Raises `InputError` for bad input, `checkpoints.Stopped` after a stop signal, and with
+    several workers `WorkerLost` when another worker stopped."""
     cluster = read_cluster()
     strategy = make_strategy(cluster)  # first: a multi-worker strategy must precede other ops
+    # tf.distribute has every worker save the checkpoints; the others save theirs here, and
+    # it goes however the run ends.
+    scratch_dir = (
+        None
+        if cluster.is_chief
+        else tempfile.mkdtemp(prefix=f"trainer-worker-{cluster.task_index}-")
+    )
+    try:
+        return _train_and_evaluate(config, cluster, strategy, scratch_dir)
+    except tf.errors.UnavailableError as error:
+        if cluster.num_workers == 1:
+            raise
+        raise WorkerLost(_worker_lost_message(error, config)) from None
+    finally:
+        if scratch_dir:
+            shutil.rmtree(scratch_dir, ignore_errors=True)
+
+
+def _worker_lost_message(error: tf.errors.UnavailableError, config: Config) -> str:
+    reason = re.search(r"aborted by: (.+)", error.message)
+    try:
+        latest = tf.train.latest_checkpoint(config.checkpoint_dir)
+    except tf.errors.OpError:
+        latest = None
+    resume = (
+        f"from its last checkpoint ({latest})" if latest else "from the start (no checkpoint yet)"
+    )
+    return (
+        f"lost another worker ({reason[1] if reason else data.short_message(error)}); its log "
+        f"says why it stopped. Start every worker again with the same command: the run "
+        f"resumes {resume}"
+    )
+
+
+def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | None) -> dict:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise InputError(f"--batch_size {config.batch_size} must divide among {replicas} replicas")
@@ -240,7 +287,7 @@ def train_and_evaluate(config: Config) -> dict:
         checkpoint_dir = config.checkpoint_dir
         writer = tf.summary.create_file_writer(config.log_dir)
     else:
-        checkpoint_dir = tempfile.mkdtemp(prefix=f"trainer-worker-{cluster.task_index}-")
+        checkpoint_dir = scratch_dir
         writer = tf.summary.create_noop_writer()
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, CHECKPOINTS_TO_KEEP)
     step = int(optimizer.iterations.numpy())
@@ -279,22 +326,17 @@ def train_and_evaluate(config: Config) -> dict:
             bad_records_reported(config, config.training_data, len(classes)),
             checkpoints.StopRequest.on_signals(cluster.num_workers) as stop_request,
         ):
-            try:
-                _train_loop(
-                    config,
-                    strategy,
-                    train_steps,
-                    optimizer,
-                    manager,
-                    writer,
-                    run_eval,
-                    augment_fn,
-                    stop_request,
-                )
-            except checkpoints.Stopped:
-                if not cluster.is_chief:
-                    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-                raise
+            _train_loop(
+                config,
+                strategy,
+                train_steps,
+                optimizer,
+                manager,
+                writer,
+                run_eval,
+                augment_fn,
+                stop_request,
+            )
     step = int(optimizer.iterations.numpy())
     if optimizer.use_ema:
         # From here on the model holds the moving average (on every worker): the final
@@ -316,8 +358,6 @@ def train_and_evaluate(config: Config) -> dict:
         export_dir = os.path.join(config.model_dir, "export")
         export.export_model(model.get_weights(), config, classes, export_dir)
         logging.info("exported the serving model to %s", export_dir)
-    else:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     writer.close()
     return result
 
