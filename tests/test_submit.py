@@ -145,6 +145,8 @@ def test_dry_run_prints_a_multi_worker_gpu_job(offline_env):
     assert spec.base_output_directory.output_uri_prefix == OUTPUT_DIR
     assert spec.service_account == "trainer@my-project.iam.gserviceaccount.com"
     assert spec.tensorboard == "projects/my-project/locations/europe-west4/tensorboards/42"
+    # A worker restarted alone could not rejoin the others' collectives.
+    assert spec.scheduling.restart_job_on_worker_restart is True
     # Enums by name, as the REST API takes them.
     raw = json.loads(result.stdout)
     assert raw["jobSpec"]["workerPoolSpecs"][1]["machineSpec"]["acceleratorType"] == (
@@ -382,6 +384,7 @@ def test_a_cpu_job_on_one_machine_has_one_pool_and_no_accelerator():
     (chief,) = submit.build_custom_job(config).job_spec.worker_pool_specs
     assert chief.replica_count == 1
     assert chief.machine_spec == aiplatform_v1.MachineSpec(machine_type="e2-standard-4")
+    assert "scheduling" not in submit.build_custom_job(config).job_spec  # one worker: no need
     assert submit.build_job(config) == submit.build_custom_job(config)
 
 

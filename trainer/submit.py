@@ -172,6 +172,11 @@ def build_job_spec(config: SubmitConfig) -> aiplatform_v1.CustomJobSpec:
         worker_pool_specs=pools,
         base_output_directory=aiplatform_v1.GcsDestination(output_uri_prefix=config.output_dir),
     )
+    if config.workers:
+        # MultiWorkerMirroredStrategy's workers cannot rejoin a running cluster: when Vertex AI
+        # restarts one (VM maintenance, a non-zero exit), restart them all, and every worker
+        # resumes from the last checkpoint.
+        spec.scheduling = aiplatform_v1.Scheduling(restart_job_on_worker_restart=True)
     if config.service_account:
         spec.service_account = config.service_account
     if config.tensorboard:
