@@ -46,18 +46,21 @@ def run(module: str, args: list[str], relay: GoogleApisRelay, timeout=400):
     )
 
 
+def gs_flags(**paths) -> list[str]:
+    """The trainer's data and model flags on the bucket, `paths` replacing any of them."""
+    flags = {
+        "training_data": f"gs://{BUCKET}/data/training.tfrecord-*",
+        "eval_data": f"gs://{BUCKET}/data/eval.tfrecord-*",
+        "classes_file": f"gs://{BUCKET}/data/{schema.classes_file_name('train')}",
+        "model_dir": f"gs://{BUCKET}/model",
+        **paths,
+    }
+    return [f"--{name}={value}" for name, value in flags.items()]
+
+
 def test_train_resume_and_predict_on_gs_paths(bucket):
     emulator, relay = bucket
-    flags = [
-        f"--training_data=gs://{BUCKET}/data/training.tfrecord-*",
-        f"--eval_data=gs://{BUCKET}/data/eval.tfrecord-*",
-        f"--classes_file=gs://{BUCKET}/data/{schema.classes_file_name('train')}",
-        f"--model_dir=gs://{BUCKET}/model",
-        *TINY_FLAGS,
-        "--checkpoint_every=2",
-        "--eval_every=0",
-        "--log_every=2",
-    ]
+    flags = [*gs_flags(), *TINY_FLAGS, "--checkpoint_every=2", "--eval_every=0", "--log_every=2"]
     first = run("trainer", [*flags, "--steps=4"], relay)
     assert first.returncode == 0, first.stderr[-3000:]
     names = emulator.list_names(BUCKET, "model/")
@@ -95,3 +98,21 @@ def test_train_resume_and_predict_on_gs_paths(bucket):
     # Every byte came through TensorFlow's GCS client: both of its hosts were asked.
     hosts = {request.split(" ", 1)[1].split("/", 1)[0] for request in relay.requests}
     assert hosts == set(GOOGLE_APIS), hosts
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("training_data", "bucket gs://no-such-bucket does not exist"),
+        ("classes_file", "bucket gs://no-such-bucket does not exist"),
+        # TensorFlow's own makedirs loops for ever on a missing bucket: checked first.
+        ("model_dir", "cannot create --model_dir gs://no-such-bucket/x: bucket gs://no-such-"),
+    ],
+)
+def test_a_missing_bucket_exits_2_with_one_line(bucket, flag, message):
+    _, relay = bucket
+    flags = [*gs_flags(**{flag: "gs://no-such-bucket/x"}), *TINY_FLAGS, "--steps=2"]
+    result = run("trainer", flags, relay, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("python -m trainer: error: ") and message in error, error

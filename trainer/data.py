@@ -28,8 +28,23 @@ SHUFFLE_RECORDS = 10000  # records in the shuffle buffer, ~10 MB
 MAX_PARALLEL_SHARDS = 16  # shards read at once
 
 
+def check_bucket(path: str) -> None:
+    """For a gs:// path, ValueError unless its bucket exists. TensorFlow's GCS client fails a
+    glob in a missing bucket with a bare 404, and loops for ever making a directory in one."""
+    if not path.startswith("gs://"):
+        return
+    bucket = "gs://" + path[len("gs://") :].split("/", 1)[0]
+    try:
+        found = tf.io.gfile.isdir(bucket)
+    except tf.errors.OpError as error:
+        raise ValueError(f"cannot read bucket {bucket}: {short_message(error)}") from None
+    if not found:
+        raise ValueError(f"bucket {bucket} does not exist (or these credentials cannot see it)")
+
+
 def list_files(pattern: str) -> list[str]:
     """The files matching a glob (local, gs:// or /gcs/), sorted; ValueError if none."""
+    check_bucket(pattern)
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no files match {pattern!r}")
@@ -38,6 +53,7 @@ def list_files(pattern: str) -> list[str]:
 
 def read_classes(path: str) -> list[str]:
     """The category names, one per line, in class_index order."""
+    check_bucket(path)
     if not tf.io.gfile.exists(path):
         raise ValueError(f"classes file {path!r} does not exist")
     with tf.io.gfile.GFile(path, "r") as file:

@@ -254,6 +254,10 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
             ("the log directory", config.log_dir),
         ):
             try:
+                data.check_bucket(directory)
+            except ValueError as error:
+                raise InputError(f"cannot create {flag} {directory}: {error}") from None
+            try:
                 tf.io.gfile.makedirs(directory)
             except tf.errors.OpError as error:
                 raise InputError(
