@@ -213,16 +213,18 @@ def train_and_evaluate(config: Config) -> dict:
     try:
         return _train_and_evaluate(config, cluster, strategy, scratch_dir)
     except tf.errors.UnavailableError as error:
-        if cluster.num_workers == 1:
+        # TensorFlow aborts the collectives of every worker when one goes away; any other
+        # unavailable service (a storage outage, say) keeps its own error.
+        aborted = re.search(r"Collective ops is aborted by: (.+)", error.message)
+        if cluster.num_workers == 1 or not aborted:
             raise
-        raise WorkerLost(_worker_lost_message(error, config)) from None
+        raise WorkerLost(_worker_lost_message(aborted[1], config)) from None
     finally:
         if scratch_dir:
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def _worker_lost_message(error: tf.errors.UnavailableError, config: Config) -> str:
-    reason = re.search(r"aborted by: (.+)", error.message)
+def _worker_lost_message(reason: str, config: Config) -> str:
     try:
         latest = tf.train.latest_checkpoint(config.checkpoint_dir)
     except tf.errors.OpError:
@@ -231,9 +233,8 @@ def _worker_lost_message(error: tf.errors.UnavailableError, config: Config) -> s
         f"from its last checkpoint ({latest})" if latest else "from the start (no checkpoint yet)"
     )
     return (
-        f"lost another worker ({reason[1] if reason else data.short_message(error)}); its log "
-        f"says why it stopped. Start every worker again with the same command: the run "
-        f"resumes {resume}"
+        f"lost another worker ({reason}); its log says why it stopped. Start every worker "
+        f"again with the same command: the run resumes {resume}"
     )
 
 
