@@ -71,7 +71,7 @@ class ServingModule(tf.Module):
         return self._classify(points, lengths, 1)
 
     def _classify(self, points, lengths, views):
-        _check_inputs(points, lengths)
+        points, lengths = _checked(points, lengths)
         ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
         # A batch of one-point drawings has no ink step at all, which the convolutions
         # cannot take: one padded step, masked like any other, keeps the shapes valid.
@@ -99,19 +99,25 @@ class ServingModule(tf.Module):
         }
 
 
-def _check_inputs(points, lengths) -> None:
-    """A client's malformed request fails with InvalidArgumentError naming what is wrong,
-    not deep inside the graph; a NaN would otherwise come back as NaN probabilities. (A
-    drawing of no points is allowed: a blank canvas.)"""
+def _checked(points, lengths):
+    """`points` and `lengths`, once checked: a client's malformed request fails with an
+    InvalidArgumentError naming what is wrong, not deep inside the graph; a NaN would
+    otherwise come back as NaN probabilities. (A drawing of no points is allowed: a blank
+    canvas.) The returned tensors depend on the checks, so no op that reads them can run,
+    and fail first with its own message, before the checks have passed."""
     batch, time = tf.shape(points)[0], tf.shape(points)[1]
-    tf.debugging.assert_equal(
-        tf.shape(lengths)[0], batch, message="lengths: one per drawing of points"
-    )
-    tf.debugging.assert_non_negative(lengths, message="lengths: a negative length")
-    tf.debugging.assert_less_equal(
-        lengths, time, message="lengths: a drawing longer than points' time dimension"
-    )
-    tf.debugging.assert_all_finite(points, "points: a coordinate is NaN or infinite")
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(lengths)[0], batch, message="lengths: one per drawing of points"
+        ),
+        tf.debugging.assert_non_negative(lengths, message="lengths: a negative length"),
+        tf.debugging.assert_less_equal(
+            lengths, time, message="lengths: a drawing longer than points' time dimension"
+        ),
+        tf.debugging.assert_all_finite(points, "points: a coordinate is NaN or infinite"),
+    ]
+    with tf.control_dependencies([check for check in checks if check is not None]):
+        return tf.identity(points), tf.identity(lengths)
 
 
 def export_model(weights, config: Config, classes: list[str], export_dir: str) -> None:
