@@ -156,15 +156,21 @@ def damage(error: tf.errors.DataLossError) -> str:
     return where[0] if where else "data loss"
 
 
-# The message of `check_labels`' assertion, which the trainer turns into a one-line error.
+# The message of `checked_labels`' assertion, which the trainer turns into a one-line error.
 LABELS_BEYOND_CLASSES = "class_index beyond the classes file"
 
 
-def check_labels(labels, num_classes: int) -> None:
-    """Inside a step: fails (InvalidArgumentError, `LABELS_BEYOND_CLASSES`) when a record's
-    class_index has no line in the classes file, which one-hot encoding and the confusion
-    matrix would otherwise drop or misplace without a word."""
-    tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), LABELS_BEYOND_CLASSES)
+def checked_labels(labels, num_classes: int):
+    """Inside a step, `labels` once checked: fails (InvalidArgumentError,
+    `LABELS_BEYOND_CLASSES`) when a record's class_index has no line in the classes file,
+    which one-hot encoding and the confusion matrix would otherwise drop or misplace without a
+    word. The returned labels depend on the check, so no op that reads them (the loss, the
+    confusion matrix) can fail first with its own message."""
+    check = tf.debugging.assert_less(
+        labels, tf.cast(num_classes, labels.dtype), LABELS_BEYOND_CLASSES
+    )
+    with tf.control_dependencies([check] if check is not None else []):
+        return tf.identity(labels)
 
 
 def bucket_boundaries(ratio: float = BUCKET_RATIO, longest: int = 4096) -> list[int]:

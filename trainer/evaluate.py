@@ -47,7 +47,7 @@ def make_eval_step(model, num_classes: int, views: int = 1):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def eval_step(features, labels):
-        data.check_labels(labels, num_classes)
+        labels = data.checked_labels(labels, num_classes)
         logits = model_lib.averaged_logits(
             lambda inputs: model(inputs, training=False), features, views
         )  # (batch, classes)

@@ -106,7 +106,7 @@ def make_train_steps(strategy, model, optimizer, config: Config, num_classes: in
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(features, labels):
-        data.check_labels(labels, num_classes)
+        labels = data.checked_labels(labels, num_classes)
         with tf.GradientTape() as tape:
             logits = model(features, training=True)  # (batch, classes)
             targets = tf.one_hot(labels, num_classes)
@@ -165,7 +165,7 @@ def averaged_weights(model, optimizer):
 def bad_records_reported(config: Config, pattern: str, num_classes: int):
     """Turns what bad records raise inside a step into an InputError that says what to do:
     a damaged file (`DataLossError`), or a class_index with no line in the classes file
-    (`data.check_labels`)."""
+    (`data.checked_labels`)."""
     try:
         yield
     except tf.errors.DataLossError as error:
