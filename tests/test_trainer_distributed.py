@@ -42,6 +42,14 @@ def wait(process, log: Path, timeout: float) -> str:
     return log.read_text()
 
 
+def wait_for_step(step: int, log: Path, processes, timeout: float) -> None:
+    """Until `log` shows training step `step`, while every one of `processes` runs."""
+    deadline = time.monotonic() + timeout
+    while f"step {step}/" not in log.read_text() and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in processes), log.read_text()[-3000:]
+        time.sleep(0.05)
+
+
 def start_two_workers(flags, logs: Path, label: str) -> dict:
     """A chief and a worker on 127.0.0.1 with `TF_CONFIG`, logging to logs/{task}{label}.log."""
     chief_port, worker_port = free_ports(2)
@@ -102,10 +110,7 @@ def test_a_stop_signal_saves_a_checkpoint_where_the_run_was(records, tmp_path, s
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, "--steps=100000"]
     flags += ["--checkpoint_every=100000", "--eval_every=0", "--log_every=10"]
     first = start_trainer(flags, tmp_path / "first.log")
-    deadline = time.monotonic() + 240
-    while "step 20/" not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
-        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        time.sleep(0.05)
+    wait_for_step(20, tmp_path / "first.log", [first], timeout=240)
     first.send_signal(stop_signal)
     log = wait(first, tmp_path / "first.log", timeout=120)
     assert first.returncode == 128 + stop_signal, log[-3000:]
@@ -197,11 +202,7 @@ def test_a_signal_to_one_worker_stops_both_at_the_same_step_and_both_resume(reco
     flags += ["--checkpoint_every=100000"]
 
     processes = start_two_workers([*flags, "--steps=100000"], tmp_path, "-1")
-    worker_log = tmp_path / "worker-1.log"
-    deadline = time.monotonic() + 300
-    while "step 10/" not in worker_log.read_text() and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in processes.values()), worker_log.read_text()[-3000:]
-        time.sleep(0.05)
+    wait_for_step(10, tmp_path / "worker-1.log", processes.values(), timeout=300)
     processes["worker"].send_signal(signal.SIGTERM)
     logs = {name: wait(p, tmp_path / f"{name}-1.log", 300) for name, p in processes.items()}
     steps = {}
@@ -232,10 +233,7 @@ def test_a_worker_that_dies_stops_the_other_with_one_line(records, tmp_path):
     flags += ["--checkpoint_every=10", "--steps=100000"]
     processes = start_two_workers(flags, tmp_path, "")
     chief_log = tmp_path / "chief.log"
-    deadline = time.monotonic() + 300
-    while "step 15/" not in chief_log.read_text() and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in processes.values()), chief_log.read_text()[-3000:]
-        time.sleep(0.05)
+    wait_for_step(15, chief_log, processes.values(), timeout=300)
     processes["chief"].kill()
     killed = time.monotonic()
     log = wait(processes["worker"], tmp_path / "worker.log", 120)

@@ -117,10 +117,7 @@ def check_records(pattern: str, *, log_aspect: bool) -> None:
     try:
         first = next(iter(tf.data.TFRecordDataset(files).take(1)), None)
     except tf.errors.DataLossError as error:
-        raise ValueError(
-            f"a file matching {pattern!r} is damaged ({damage(error)}): write the records "
-            "again with `python -m pipeline`"
-        ) from None
+        raise ValueError(damaged_records(pattern, error)) from None
     if first is None:
         raise ValueError(
             f"the {len(files)} file(s) matching {pattern!r} hold no records: write them with "
@@ -150,10 +147,14 @@ def short_message(error: tf.errors.OpError, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def damage(error: tf.errors.DataLossError) -> str:
-    """Where a TFRecord file is damaged, as TensorFlow's message says it."""
+def damaged_records(pattern: str, error: tf.errors.DataLossError) -> str:
+    """What to say of a damaged TFRecord file matching `pattern`: where it is damaged, as
+    TensorFlow's message says it, and what to do."""
     where = re.search(r"(corrupted|truncated) record at \d+", error.message)
-    return where[0] if where else "data loss"
+    return (
+        f"a file matching {pattern!r} is damaged ({where[0] if where else 'data loss'}): "
+        "write the records again with `python -m pipeline`"
+    )
 
 
 # The message of `checked_labels`' assertion, which the trainer turns into a one-line error.

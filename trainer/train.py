@@ -169,10 +169,7 @@ def bad_records_reported(config: Config, pattern: str, num_classes: int):
     try:
         yield
     except tf.errors.DataLossError as error:
-        raise InputError(
-            f"a file matching {pattern!r} is damaged ({data.damage(error)}): write the records "
-            "again with `python -m pipeline`"
-        ) from None
+        raise InputError(data.damaged_records(pattern, error)) from None
     except tf.errors.InvalidArgumentError as error:
         if data.LABELS_BEYOND_CLASSES not in error.message:
             raise
