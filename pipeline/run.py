@@ -118,6 +118,8 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
     """
     config, beam_args = parse_args(argv)
     runner, options = _runner_and_options(beam_args)
+    if isinstance(runner, FnApiRunner):  # a Dataflow job needs credentials anyway
+        inputs.read_gcs_anonymously_without_credentials(config)
     files = inputs.list_input_files(config)
     inputs.check_output_dir(config)
     logging.info(
