@@ -86,12 +86,12 @@ def _log_summary(config: PipelineConfig) -> None:
         config.num_shards,
     )
     logging.info(
-        "lines read: %d; bad: %d %s; not selected: %d %s",
+        "lines read: %d; bad: %d%s; not selected: %d%s",
         report["lines_read"],
         report["bad_lines_total"],
-        report["bad_lines"] or "",
+        f" {report['bad_lines']}" if report["bad_lines"] else "",
         report["not_selected_total"],
-        report["not_selected"] or "",
+        f" {report['not_selected']}" if report["not_selected"] else "",
     )
     if report.get("shortfall"):
         logging.warning(
@@ -143,6 +143,9 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Beam logs a line for each annotation it reads as a string (all of ours are strings:
+    # `from __future__ import annotations`), 17 of a local run's 25 lines; none is news.
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
     try:
         run(argv)
     except UsageError as error:
