@@ -103,6 +103,17 @@ def gcs_output(gcs, drawings, tmp_path_factory) -> Path:
     return gcs.download_tree("out", tmp_path_factory.mktemp("gcs_out"))
 
 
+def _guard_network(environment: dict[str, str], directory: Path) -> Path:
+    """Makes a subprocess run with `environment` refuse every call outside loopback (see
+    `write_network_guard`); returns the file that then lists them."""
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(write_network_guard(directory / "guard")), os.environ.get("PYTHONPATH")])
+    )
+    network_log = directory / "network_calls.log"
+    environment[GUARD_LOG_VARIABLE] = str(network_log)
+    return network_log
+
+
 def _stats(output_dir: Path) -> dict:
     return json.loads((output_dir / "stats.json").read_text())
 
@@ -290,11 +301,7 @@ def test_a_machine_without_credentials_reads_gcs_anonymously_at_once(gcs_output,
         if name not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
     }
     environment["CLOUDSDK_CONFIG"] = str(tmp_path / "gcloud")  # no gcloud login either
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(write_network_guard(tmp_path / "guard")), os.environ.get("PYTHONPATH")])
-    )
-    network_log = tmp_path / "network_calls.log"
-    environment[GUARD_LOG_VARIABLE] = str(network_log)
+    network_log = _guard_network(environment, tmp_path)
     output = tmp_path / "out"
     completed = subprocess.run(
         [sys.executable, "-m", "pipeline", "--input", f"gs://{BUCKET}/simplified/*.ndjson",
@@ -322,12 +329,8 @@ def test_dataflow_template_is_built_offline_against_the_emulator(gcs, drawings, 
     emulator listens on this namespace's loopback, and Beam catches and logs some failed
     calls, which would then pass unnoticed.)
     """
-    network_log = tmp_path / "network_calls.log"
     environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(write_network_guard(tmp_path / "guard")), os.environ.get("PYTHONPATH")])
-    )
-    environment[GUARD_LOG_VARIABLE] = str(network_log)
+    network_log = _guard_network(environment, tmp_path)
     template = f"gs://{BUCKET}/templates/quickdraw"
     setup_file = str(REPO / "setup.py")
     completed = subprocess.run(
