@@ -1,20 +1,27 @@
 """`python -m bench`: every benchmark, printed side by side with its baseline.
 
-python -m bench [--only pipeline|trainer] [--repeats 3]
+python -m bench [--only pipeline|trainer|gpu] [--repeats 3] [--records DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from bench import pipeline_bench, trainer_bench
+from bench import gpu_bench, pipeline_bench, trainer_bench
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("pipeline", "trainer"))
+    parser.add_argument("--only", choices=("pipeline", "trainer", "gpu"))
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; medians reported")
+    parser.add_argument(
+        "--records",
+        type=Path,
+        help="GPU bench only: a folder of the pipeline's TFRecords to train on, for a GPU "
+        "machine without ../shared (default: convert ../shared's drawings first)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.only in (None, "pipeline"):
@@ -26,6 +33,15 @@ def main(argv=None) -> None:
         print("\n== Trainer: input pipeline and serving, on this CPU ==", flush=True)
         results = trainer_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
         print(trainer_bench.table(results))
+    if args.only in (None, "gpu"):
+        print(f"\n== Trainer on a GPU: batch {gpu_bench.BATCH_SIZE}, cuDNN ==", flush=True)
+        results = gpu_bench.run(
+            args.records, repeats=args.repeats, log=lambda m: print(m, flush=True)
+        )
+        if results is None:
+            print("skipped: TensorFlow sees no GPU on this machine.")
+        else:
+            print(gpu_bench.table(results))
 
 
 if __name__ == "__main__":

@@ -445,7 +445,9 @@ def examples_per_second(
     optimizer.build(model.trainable_variables)
     train_steps = make_train_steps(strategy, model, optimizer, config, num_classes)
     iterator = iter(batches)
-    train_steps(iterator, tf.constant(warmup_steps))
+    # Reading the loss back waits for the step's last kernels, which a GPU runs after the
+    # call has returned.
+    float(train_steps(iterator, tf.constant(warmup_steps)))
     started = time.monotonic()
-    train_steps(iterator, tf.constant(steps))
+    float(train_steps(iterator, tf.constant(steps)))
     return steps * config.batch_size / (time.monotonic() - started)
