@@ -69,6 +69,46 @@ def test_training_batches_are_full_bucketed_and_seeded(records):
     assert again == seen and other != seen
 
 
+@pytest.mark.parametrize("pool_records", [16, data.POOL_RECORDS])
+def test_batches_are_those_of_tf_data_bucket_by_sequence_length(records, monkeypatch, pool_records):
+    """The pooled bucketing hands out the very batches, in the very order, of tf.data's own
+    `bucket_by_sequence_length` on the same records; small pools keep drawings waiting in
+    their buckets from one pool to the next."""
+    monkeypatch.setattr(data, "POOL_RECORDS", pool_records)
+    boundaries = data.bucket_boundaries()
+
+    def reference(pattern, batch_size, training):
+        return (
+            data._records(pattern, training=training, seed=5, num_shards=1, shard_index=0)
+            .map(data._parser(log_aspect=False))
+            .bucket_by_sequence_length(
+                element_length_func=lambda features, label: features["lengths"],
+                bucket_boundaries=boundaries,
+                bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+                drop_remainder=training,
+            )
+        )
+
+    def as_bytes(batches):
+        return [
+            (
+                features["ink"].numpy().tobytes(),
+                features["lengths"].numpy().tobytes(),
+                labels.numpy().tobytes(),
+            )
+            for features, labels in batches
+        ]
+
+    pattern = f"{records}/training.tfrecord-*"
+    expected = as_bytes(reference(pattern, 4, training=True).take(80))
+    assert as_bytes(data.dataset(pattern, 4, training=True, seed=5).take(80)) == expected
+    # Every bucket's remainder comes out at the end of the eval set, in some order.
+    pattern = f"{records}/eval.tfrecord-*"
+    expected = as_bytes(reference(pattern, 3, training=False))
+    got = as_bytes(data.dataset(pattern, 3, training=False, seed=5))
+    assert sorted(got) == sorted(expected) and len(got) > len(CATEGORIES) * EVAL / 3
+
+
 def test_reads_the_tutorials_own_records(tmp_path):
     """The tutorial's script wrote only ink, shape and class_index (no key_id)."""
     inks = [np.arange(12, dtype=np.float32).reshape(4, 3), np.ones((2, 3), np.float32)]
