@@ -269,7 +269,7 @@ class _Buckets:
 
     The same batches as `tf.data.Dataset.bucket_by_sequence_length`, by tensor ops on
     thousands of drawings at a time: that one groups drawings one by one, in one thread,
-    and capped a GPU's training at 60% of its speed (README, "GPU").
+    at about 30,000 drawings/s, which one GPU can outrun (README, "GPU").
     """
 
     def __init__(self, batch_size: int):
@@ -296,8 +296,9 @@ class _Buckets:
         rows = tf.boolean_mask(tf.gather(tf.cumsum(batches, exclusive=True), bucket), out)
         rows += tf.boolean_mask(rank, out) // size  # each leaving drawing's batch
         num_batches = tf.reduce_sum(batches)
-        # Positions count in the order the drawings came, and every full batch holds one
-        # of the pool's (fewer than a batch wait per bucket).
+        # The pool's drawings sit after the waiting ones, in the order they came, and every
+        # full batch holds one of them (fewer than a batch wait per bucket): a batch's
+        # highest position says when tf.data's bucketing would have handed it out.
         last_came = tf.math.unsorted_segment_max(leaving, rows, num_batches)
         batch_order = tf.argsort(last_came, stable=True)
 
@@ -341,6 +342,8 @@ def _padded(batch_size):
 
 
 def _dense(value):
+    """`unbatch` hands a batch's per-drawing values out as a RaggedTensor with no ragged
+    dimension; the Tensor it holds."""
     return value.flat_values if isinstance(value, tf.RaggedTensor) else value
 
 
