@@ -15,7 +15,6 @@ only, so a step that holds them and runs has run cuDNN's kernel.
 from __future__ import annotations
 
 import statistics
-import tempfile
 from pathlib import Path
 
 from bench import trainer_bench
@@ -135,10 +134,7 @@ def run(records: Path | None = None, repeats: int = 3, steps: int = 40, log=prin
     log(f"GPU: {name}")
     if records is not None:
         return _measure(records, repeats, steps, warmup=5)
-    with tempfile.TemporaryDirectory(prefix="bench_gpu_") as temp:
-        folder = Path(temp)
-        trainer_bench._write_records(folder)
-        log(f"records: 26 categories x 150 real drawings written by the pipeline to {folder}")
+    with trainer_bench.real_records(log) as folder:
         return _measure(folder, repeats, steps, warmup=5)
 
 

@@ -12,6 +12,7 @@ single-view signature).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import statistics
@@ -172,11 +173,19 @@ def _drawing_of_about(points: int):
     return best
 
 
-def run(repeats: int = 3, log=print) -> dict:
+@contextlib.contextmanager
+def real_records(log=print):
+    """A temporary folder of TFRecords of the 26 categories x 150 real drawings of
+    `../shared`, written by the pipeline."""
     with tempfile.TemporaryDirectory(prefix="bench_trainer_") as temp:
         folder = Path(temp)
         _write_records(folder)
         log(f"records: 26 categories x 150 real drawings written by the pipeline to {folder}")
+        yield folder
+
+
+def run(repeats: int = 3, log=print) -> dict:
+    with real_records(log) as folder:
         return _measure(folder, repeats)
 
 
