@@ -86,6 +86,10 @@ def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
                 log_aspect=config.aspect_ratio,
             )
 
+        # Untimed: a process's first run pays once for what the warm-up steps do not cover
+        # (the GPU's kernels compiled, cuDNN's algorithm search, tf.data's threads started);
+        # without it the first round's first case ran at a quarter of the others' rate.
+        train.examples_per_second(config, trainer_input(), len(classes), steps=warmup)
         rounds = []
         for _ in range(repeats):
             rounds.append(
