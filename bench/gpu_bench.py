@@ -66,7 +66,6 @@ def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
 
     from trainer import config as config_lib
     from trainer import data, train
-    from trainer import model as model_lib
 
     pattern = str(folder / "training.tfrecord-*")
     classes = data.read_classes(str(folder / "training.tfrecord.classes"))
@@ -112,18 +111,13 @@ def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
             r["trainer input"] / r["in memory"] for r in rounds
         )
 
-        # The cuDNN check, on the same step the rates above timed.
-        model = model_lib.build_model(config, len(classes))
-        optimizer = model_lib.make_optimizer(config)
-        optimizer.build(model.trainable_variables)
-        strategy = tf.distribute.get_strategy()
-        train_steps = train.make_train_steps(strategy, model, optimizer, config, len(classes))
+        # The cuDNN check, on the same step the rates above timed; the step then runs.
+        train_steps = train.fresh_train_steps(config, len(classes))
         iterator = iter(trainer_input())
         counts = step_op_counts(train_steps, iterator)
-        loss = float(train_steps(iterator, tf.constant(2)))
+        float(train_steps(iterator, tf.constant(2)))
         results[f"{label}/cudnn_ops"] = {op: counts.get(op, 0) for op in CUDNN_OPS}
         results[f"{label}/recurrent_layers"] = config.num_layers
-        results[f"{label}/loss_after_two_steps"] = loss
     results["kernel_devices"] = {op: kernel_devices(op) for op in CUDNN_OPS}
     return results
 

@@ -431,6 +431,16 @@ def _train_loop(
             run_eval(step)
 
 
+def fresh_train_steps(config: Config, num_classes: int):
+    """`make_train_steps` for a new model and optimizer under the current strategy, as
+    `make bench` times and inspects it."""
+    strategy = tf.distribute.get_strategy()
+    model = model_lib.build_model(config, num_classes)
+    optimizer = model_lib.make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    return make_train_steps(strategy, model, optimizer, config, num_classes)
+
+
 def examples_per_second(
     config: Config, batches: tf.data.Dataset, num_classes: int, steps=50, warmup_steps=5
 ) -> float:
@@ -439,11 +449,7 @@ def examples_per_second(
     `make bench` compares `data.dataset` with `data.plain_dataset` and with
     `data.in_memory(data.dataset(...), steps + warmup_steps)` through this function.
     """
-    strategy = tf.distribute.get_strategy()
-    model = model_lib.build_model(config, num_classes)
-    optimizer = model_lib.make_optimizer(config)
-    optimizer.build(model.trainable_variables)
-    train_steps = make_train_steps(strategy, model, optimizer, config, num_classes)
+    train_steps = fresh_train_steps(config, num_classes)
     iterator = iter(batches)
     # Reading the loss back waits for the step's last kernels, which a GPU runs after the
     # call has returned.
