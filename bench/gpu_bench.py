@@ -14,6 +14,7 @@ only, so a step that holds them and runs has run cuDNN's kernel.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from pathlib import Path
 
@@ -130,10 +131,12 @@ def run(records: Path | None = None, repeats: int = 3, steps: int = 40, log=prin
     if name is None:
         return None
     log(f"GPU: {name}")
-    if records is not None:
+    if records is None:
+        folder = trainer_bench.real_records(log)
+    else:
+        folder = contextlib.nullcontext(records)
+    with folder as records:
         return _measure(records, repeats, steps, warmup=5)
-    with trainer_bench.real_records(log) as folder:
-        return _measure(folder, repeats, steps, warmup=5)
 
 
 def table(results: dict) -> str:
