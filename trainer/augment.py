@@ -58,11 +58,11 @@ class AugmentConfig:
         whole, in the same units.
       stroke_reversal: the probability that a stroke is drawn backwards (its points in
         reverse order; the stroke keeps its place among the others). Of all the
-        distortions this one helped most on held-out drawings (README, "Accuracy").
+        distortions this one helped most on held-out drawings (docs/accuracy.md).
       stroke_order: the probability that a drawing's strokes are drawn in a random order
         (each stroke keeps its own points and direction; the pen then jumps between them
         in the new order). With stroke reversal, it keeps the model from memorizing the
-        order in which 120 players per category happened to draw (README, "Accuracy").
+        order in which 120 players per category happened to draw (docs/accuracy.md).
     """
 
     scale: float = 0.1

@@ -53,7 +53,7 @@ TUTORIAL = {
 
 # A laptop recipe, sized so that `make all` on 26 categories x 120 drawings fits in about ten
 # minutes of two CPU cores: its 2,200 steps take about five (~7.8 steps/s at batch 64), and
-# more steps did not help (README, "Accuracy").
+# more steps did not help (docs/accuracy.md).
 LOCAL = {
     **TUTORIAL,
     # Chosen on cross-validation folds (26 categories x 120 drawings; never the eval split):
