@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import gpu_bench, pipeline_bench, trainer_bench
 
 
-def main(argv=None) -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("pipeline", "trainer", "gpu"))
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; medians reported")
@@ -22,7 +22,11 @@ def main(argv=None) -> None:
         help="GPU bench only: a folder of the pipeline's TFRecords to train on, for a GPU "
         "machine without ../shared (default: convert ../shared's drawings first)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.only in (None, "pipeline"):
         print("== Pipeline: conversion of real drawings to TFRecords ==", flush=True)
