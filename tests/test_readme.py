@@ -20,6 +20,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def _long_options(parser) -> list[str]:
+    # argparse lists its options only in `_actions`; `--help` is argparse's own.
     return sorted(
         {
             option
