@@ -13,7 +13,14 @@ import tensorflow as tf
 from trainer_fixtures import read_drawings, require_shared_quickdraw
 
 from pipeline import ink as ink_math
-from trainer.augment import TEST_TIME, AugmentConfig, augment_batch, prediction_views
+from trainer.augment import (
+    TEST_TIME,
+    AugmentConfig,
+    augment_batch,
+    prediction_views,
+    training_batch,
+    truncate_batch,
+)
 
 NONE = AugmentConfig(
     scale=0,
@@ -23,6 +30,8 @@ NONE = AugmentConfig(
     stroke_jitter=0,
     stroke_reversal=0,
     stroke_order=0,
+    stroke_split=0,
+    stroke_join=0,
 )
 
 
@@ -32,9 +41,9 @@ def only(**strengths):
 
 
 # Strong distortions that keep every stroke in its place, so end_of_stroke stays as it was
-# (stroke order has its own tests).
-STRONG = AugmentConfig(
-    scale=0.2, shear=0.3, rotation_degrees=20, point_jitter=0.02, stroke_jitter=0.05, stroke_order=0
+# (stroke order, split and join have their own tests).
+STRONG = dataclasses.replace(
+    NONE, scale=0.2, shear=0.3, rotation_degrees=20, point_jitter=0.02, stroke_jitter=0.05
 )
 
 # A plus sign: a horizontal stroke, then a vertical one, crossing at the centre. Its ink:
@@ -69,6 +78,22 @@ def random_drawings(count, seed=0, shortest_stroke=1):
         if sum(len(xs) for xs, _ in strokes) >= 2:
             inks.append(ink_math.ink_from_strokes(strokes))
     return inks
+
+
+def random_points(count, seed=0):
+    """Drawings of random lengths and strokes, as the absolute (n, 3) points the pipeline
+    normalizes."""
+    rng = np.random.default_rng(seed)
+    drawings = []
+    for _ in range(count):
+        strokes = [
+            [list(rng.integers(0, 256, size)), list(rng.integers(0, 256, size))]
+            for size in rng.integers(1, 16, rng.integers(1, 5))
+        ]
+        points = ink_math.points_from_strokes(strokes)
+        if len(points) >= 2:
+            drawings.append(points)
+    return drawings
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +258,57 @@ def test_stroke_order_shuffles_drawings_at_its_rate():
     assert abs(np.mean(moved) - np.mean(expected)) < 0.08
 
 
+def inner_rows(lengths, time):
+    """(batch, time) bool: every real row but each drawing's last."""
+    return np.arange(time)[None, :] < (lengths - 1)[:, None]
+
+
+def test_stroke_split_lifts_the_pen_inside_strokes_at_its_rate():
+    ink, lengths = padded(random_drawings(400, seed=4))
+    out = augment_batch(ink, lengths, tf.constant([9, 8]), only(stroke_split=0.3)).numpy()
+    # The points do not move: only end_of_stroke changes, from 0 to 1, never at the end.
+    np.testing.assert_allclose(out[..., :2], ink[..., :2], atol=1e-5)
+    np.testing.assert_array_equal(out[np.arange(len(lengths)), lengths - 1, 2], 1)
+    assert np.all(out[..., 2] >= ink[..., 2])
+    candidates = inner_rows(lengths, ink.shape[1]) & (ink[..., 2] == 0)
+    split = out[..., 2] > ink[..., 2]
+    assert not np.any(split & ~candidates)
+    assert abs(split[candidates].mean() - 0.3) < 0.04
+
+
+def test_stroke_join_keeps_the_pen_down_between_strokes_at_its_rate():
+    ink, lengths = padded(random_drawings(400, seed=5))
+    out = augment_batch(ink, lengths, tf.constant([7, 6]), only(stroke_join=0.5)).numpy()
+    np.testing.assert_allclose(out[..., :2], ink[..., :2], atol=1e-5)
+    np.testing.assert_array_equal(out[np.arange(len(lengths)), lengths - 1, 2], 1)
+    assert np.all(out[..., 2] <= ink[..., 2])
+    candidates = inner_rows(lengths, ink.shape[1]) & (ink[..., 2] == 1)
+    joined = out[..., 2] < ink[..., 2]
+    assert not np.any(joined & ~candidates)
+    assert abs(joined[candidates].mean() - 0.5) < 0.06
+
+
+def test_split_strokes_jitter_apart():
+    # Stroke jitter moves each stroke as a whole, after the splits. An "L" drawn in one
+    # stroke moves as a whole, and the rescaling to [0, 1] undoes that; split after its
+    # corner, its two pieces move apart.
+    ell, lengths = padded([ink_math.ink_from_strokes([[[0, 10, 10], [0, 0, 10]]])] * 64)
+    jitter = only(stroke_jitter=0.05)
+    kept = augment_batch(ell, lengths, tf.constant([3, 3]), jitter).numpy()
+    np.testing.assert_allclose(kept, ell, atol=1e-5)
+    split = dataclasses.replace(jitter, stroke_split=1.0)
+    out = augment_batch(ell, lengths, tf.constant([3, 3]), split).numpy()
+    np.testing.assert_array_equal(out[..., 2], [[1, 1]] * 64)
+    assert np.abs(out[..., :2] - ell[..., :2]).max() > 0.05
+
+
+def test_straight_lines_keep_their_strokes():
+    line = ink_math.ink_from_strokes([[[0, 50, 100], [7, 7, 7]], [[150, 200], [7, 7]]])
+    ink, lengths = padded([line])
+    config = only(stroke_split=1.0, stroke_join=1.0)
+    np.testing.assert_array_equal(augment_batch(ink, lengths, tf.constant([1, 1]), config), ink)
+
+
 def test_point_jitter_moves_every_point_by_about_sigma(batch):
     ink, lengths = batch
     sigma = 0.01
@@ -306,15 +382,97 @@ def test_real_drawings():
     ]
     assert 0.005 < np.mean(moved) < 0.15
 
-    # The defaults (what --augment trains with) also reorder strokes: each drawing keeps its
-    # number of strokes, its length and its [0, 1] extent.
+    # The defaults (what --augment trains with) also reorder, split and join strokes: each
+    # drawing keeps its length, its [0, 1] extent and its last row's end_of_stroke.
     out = augment_batch(ink, lengths, tf.constant([19, 20]), AugmentConfig()).numpy()
     assert np.all(out[padding] == 0)
-    np.testing.assert_array_equal(out[..., 2].sum(axis=1), ink[..., 2].sum(axis=1))
     assert np.any(out[..., 2] != ink[..., 2])
+    np.testing.assert_array_equal(out[np.arange(len(lengths)), lengths - 1, 2], 1)
     for row, length in enumerate(lengths):
         points = points_of(out[row], length)
         np.testing.assert_allclose(points.max(axis=0) - points.min(axis=0), [1, 1], atol=1e-5)
+
+
+def test_truncation_gives_the_pipelines_ink_of_the_shorter_drawing():
+    drawings = random_points(200, seed=6)
+    ink, lengths = padded([ink_math.deltas(points) for points in drawings], time=70)
+    out, cut = truncate_batch(ink, lengths, tf.constant([1, 2]), probability=1.0, shortest=0.5)
+    out, cut = out.numpy(), cut.numpy()
+    assert out.shape == ink.shape and cut.dtype == np.int32
+    assert np.all(cut <= lengths)
+    assert np.all(cut >= np.minimum(lengths, np.maximum(np.ceil(lengths * 0.5), 8)))
+    assert np.mean(cut < lengths) > 0.5
+    for row, points in enumerate(drawings):
+        # The drawing's first cut + 1 points, the last of them ending a stroke.
+        shorter = points[: cut[row] + 1].copy()
+        shorter[-1, 2] = 1
+        np.testing.assert_allclose(out[row, : cut[row]], ink_math.deltas(shorter), atol=1e-6)
+        assert np.all(out[row, cut[row] :] == 0)
+
+
+def test_truncation_cuts_drawings_at_its_rate():
+    drawings = [points for points in random_points(1200, seed=7) if len(points) > 4]
+    ink, lengths = padded([ink_math.deltas(points) for points in drawings])
+    out, cut = truncate_batch(ink, lengths, tf.constant([3, 4]), fewest_rows=1)
+    out, cut = out.numpy(), cut.numpy()
+    shortened = cut < lengths
+    # Cut with probability 0.3, after a share s ~ U[0.6, 1] of its rows, rounded up: a
+    # drawing of n rows gets shorter when s <= (n - 1) / n.
+    expected = 0.3 * np.clip(((lengths - 1) / lengths - 0.6) / 0.4, 0, 1)
+    assert len(drawings) > 500
+    assert abs(shortened.mean() - expected.mean()) < 0.04
+    assert np.all(cut[shortened] >= np.ceil(lengths[shortened] * 0.6))
+    np.testing.assert_array_equal(out[~shortened], ink[~shortened])
+
+
+def test_truncation_keeps_short_drawings_whole():
+    drawings = random_points(200, seed=8)
+    ink, lengths = padded([ink_math.deltas(points) for points in drawings])
+    out, cut = truncate_batch(ink, lengths, tf.constant([5, 6]), probability=1.0, shortest=0.1)
+    out, cut = out.numpy(), cut.numpy()
+    short = lengths <= 8
+    assert short.sum() > 10 and (~short).sum() > 10
+    np.testing.assert_array_equal(cut[short], lengths[short])
+    np.testing.assert_array_equal(out[short], ink[short])
+    assert np.all(cut[~short] >= 8)
+
+
+def test_zero_truncation_is_the_identity(batch):
+    ink, lengths = batch
+    out, cut = truncate_batch(ink, lengths, tf.constant([7, 8]), probability=0)
+    np.testing.assert_array_equal(out, ink)
+    np.testing.assert_array_equal(cut, lengths)
+
+
+def test_training_batch_cuts_then_distorts(batch):
+    ink, lengths = batch
+    out, cut = training_batch(ink, lengths, tf.constant([9, 10]))
+    out, cut = out.numpy(), cut.numpy()
+    again, _ = training_batch(ink, lengths, tf.constant([9, 10], tf.int64))
+    np.testing.assert_array_equal(again, out)
+    assert np.all(cut <= lengths) and np.any(cut < lengths)
+    assert np.all(out[np.arange(ink.shape[1])[None, :] >= cut[:, None]] == 0)
+    np.testing.assert_array_equal(out[np.arange(len(cut)), cut - 1, 2], 1)
+    assert np.abs(out[..., :2] - ink[..., :2]).max() > 0.01  # it did distort
+    for row, length in enumerate(cut):
+        points = points_of(out[row], length)
+        extent = points.max(axis=0) - points.min(axis=0)
+        # [0, 1] on each axis, or 0 where the drawing that is left has no extent there.
+        assert np.all((np.abs(extent - 1) < 1e-5) | (extent < 1e-6)), extent
+
+
+def test_training_batch_runs_in_a_dataset_map(batch):
+    ink, lengths = batch
+
+    def augment(index, pair):
+        return training_batch(pair[0], pair[1], tf.stack([tf.constant(0, tf.int64), index]))
+
+    dataset = tf.data.Dataset.from_tensor_slices((ink, lengths)).padded_batch(16)
+    batches = [(i.numpy(), n.numpy()) for i, n in dataset.enumerate().map(augment)]
+    assert [(i.shape, n.shape) for i, n in batches] == [((16, 80, 3), (16,))] * 4
+    direct, cut = training_batch(ink[16:32], lengths[16:32], tf.constant([0, 1]))
+    np.testing.assert_allclose(batches[1][0], direct, atol=1e-6)
+    np.testing.assert_array_equal(batches[1][1], cut)
 
 
 @pytest.mark.parametrize(
@@ -326,6 +484,8 @@ def test_real_drawings():
         ({"point_jitter": float("nan")}, "point_jitter must be a number >= 0"),
         ({"stroke_reversal": 1.5}, "stroke_reversal must be at most 1"),
         ({"stroke_order": 2}, "stroke_order must be at most 1"),
+        ({"stroke_split": 1.1}, "stroke_split must be at most 1"),
+        ({"stroke_join": -0.1}, "stroke_join must be a number >= 0"),
     ],
 )
 def test_bad_strengths_are_clear_errors(values, message):
@@ -333,8 +493,26 @@ def test_bad_strengths_are_clear_errors(values, message):
         AugmentConfig(**values)
 
 
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"probability": 1.5}, r"probability must be in \[0, 1\]"),
+        ({"shortest": 0}, r"shortest must be in \(0, 1\]"),
+        ({"fewest_rows": 0}, "fewest_rows must be at least 1"),
+    ],
+)
+def test_bad_truncation_is_a_clear_error(batch, values, message):
+    ink, lengths = batch
+    with pytest.raises(ValueError, match=message):
+        truncate_batch(ink, lengths, tf.constant([1, 2]), **values)
+
+
 def test_bad_inputs_are_clear_errors(batch):
     ink, lengths = batch
+    with pytest.raises(ValueError, match="seed must be an integer tensor of shape"):
+        training_batch(ink, lengths, tf.constant([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"ink must have shape \(batch, time, 3\)"):
+        truncate_batch(ink[..., :2], lengths, tf.constant([1, 2]))
     with pytest.raises(ValueError, match="seed_or_generator must be"):
         augment_batch(ink, lengths, tf.constant([1, 2, 3]))
     with pytest.raises(ValueError, match="seed_or_generator must be"):
@@ -344,7 +522,7 @@ def test_bad_inputs_are_clear_errors(batch):
 
 
 def test_the_default_strengths_distort_mildly(batch):
-    # `--augment` calls `augment_batch(ink, lengths, seed)` with the default strengths.
+    # `--augment` (`training_batch`) distorts with the default strengths.
     ink, lengths = batch
     out = augment_batch(ink, lengths, tf.constant([19, 20])).numpy()
     assert 0.005 < np.abs(out - ink).mean() < 0.1

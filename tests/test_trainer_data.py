@@ -160,11 +160,27 @@ def test_log_aspect_rides_with_its_drawing(records):
 def test_augment_hook_gets_a_distinct_seed_per_batch(records):
     def mark_seed(ink, lengths, seed):
         mask = tf.sequence_mask(lengths, tf.shape(ink)[1], tf.float32)[..., None]
-        return ink * 0 + tf.cast(seed[1], tf.float32) * mask
+        return ink * 0 + tf.cast(seed[1], tf.float32) * mask, lengths
 
     batches = data.dataset(f"{records}/training.tfrecord-*", 4, training=True, augment_fn=mark_seed)
     marks = [int(features["ink"][0, 0, 0]) for features, _ in batches.take(5)]
     assert marks == [0, 1, 2, 3, 4]
+
+
+def test_augment_hook_may_shorten_drawings(records):
+    def halve(ink, lengths, seed):
+        half = (lengths + 1) // 2
+        mask = tf.sequence_mask(half, tf.shape(ink)[1], tf.float32)[..., None]
+        return ink * mask, half
+
+    pattern = f"{records}/training.tfrecord-*"
+    plain = data.dataset(pattern, 4, training=True)
+    halved = data.dataset(pattern, 4, training=True, augment_fn=halve)
+    for (before, labels), (after, same_labels) in zip(plain.take(5), halved.take(5)):
+        np.testing.assert_array_equal(labels, same_labels)
+        assert after["lengths"].dtype == before["lengths"].dtype
+        np.testing.assert_array_equal(after["lengths"], (before["lengths"] + 1) // 2)
+        assert after["ink"].shape == before["ink"].shape
 
 
 def test_augment_flag_hooks_in_trainer_augment():
@@ -173,7 +189,7 @@ def test_augment_flag_hooks_in_trainer_augment():
 
     flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
     assert train.load_augment_fn(parse_flags(flags)) is None
-    assert train.load_augment_fn(parse_flags(flags + ["--augment"])) is augment.augment_batch
+    assert train.load_augment_fn(parse_flags(flags + ["--augment"])) is augment.training_batch
 
 
 def test_no_files_is_a_clear_error(tmp_path):

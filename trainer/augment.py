@@ -8,8 +8,9 @@ every step adds up along the drawing. So `augment_batch` works on the points the
    first point, which the ink drops, is the origin);
 2. it reverses the direction of some strokes (stroke reversal: players draw a circle
    either way round), puts the strokes of some drawings in another order (stroke order),
-   then moves every point a little (point jitter) and every stroke a little (stroke
-   jitter);
+   splits a few strokes in two and joins a few to the next (stroke split and join: one
+   player lifts the pen where another does not), then moves every point a little (point
+   jitter) and every stroke a little (stroke jitter);
 3. it applies a random linear map: scaling of each axis, shear, then rotation;
 4. it scales x and y back to [0, 1] by the drawing's own min and max, as the pipeline and
    the serving signature do, so the model never sees a drawing out of that range;
@@ -22,11 +23,17 @@ would be stretched to the full [0, 1] range by step 4 and turn the line into a d
 a scribble. end_of_stroke stays on the last point of each stroke, and padded steps stay
 zero.
 
+`truncate_batch` cuts some drawings short, as the pipeline would have written them had the
+player stopped early (the game stops a drawing once it recognizes it, so players' drawings
+end at many points). `training_batch`, what `--augment` applies to each training batch,
+cuts first and distorts the rest.
+
 Everything is TensorFlow ops on tensors of any batch size and length, so the function runs
 inside `tf.data.Dataset.map` or a `tf.function`.
 
-`prediction_views` uses the same distortions at half strength, with a fixed seed, to give
-evaluation and the serving model several views of each drawing (`--test_time_views`).
+`prediction_views` uses the distortions of `augment_batch` at half strength, with a fixed
+seed, to give evaluation and the serving model several views of each drawing
+(`--test_time_views`); every view holds the whole drawing (no cuts).
 """
 
 from __future__ import annotations
@@ -63,6 +70,12 @@ class AugmentConfig:
         (each stroke keeps its own points and direction; the pen then jumps between them
         in the new order). With stroke reversal, it keeps the model from memorizing the
         order in which 120 players per category happened to draw (docs/accuracy.md).
+      stroke_split: the probability that the pen lifts after a point inside a stroke,
+        splitting the stroke there in two (the pen jump is the same step as before).
+      stroke_join: the probability that a stroke's end, other than the drawing's last,
+        is not a pen lift: the stroke runs on into the next. With `stroke_split` and
+        the cuts of `truncate_batch`, it raised accuracy on held-out drawings whose players
+        drew in more strokes than most (docs/accuracy.md).
     """
 
     scale: float = 0.1
@@ -72,6 +85,8 @@ class AugmentConfig:
     stroke_jitter: float = 0.02
     stroke_reversal: float = 0.3
     stroke_order: float = 0.8
+    stroke_split: float = 0.02
+    stroke_join: float = 0.1
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -80,7 +95,7 @@ class AugmentConfig:
                 raise ValueError(f"augmentation {field.name} must be a number >= 0, got {value!r}")
         if self.scale >= 1:
             raise ValueError(f"augmentation scale must be below 1, got {self.scale}")
-        for name in ("stroke_reversal", "stroke_order"):
+        for name in ("stroke_reversal", "stroke_order", "stroke_split", "stroke_join"):
             if getattr(self, name) > 1:
                 raise ValueError(
                     f"augmentation {name} must be at most 1, got {getattr(self, name)}"
@@ -115,7 +130,7 @@ class _Randomness:
             # One independent seed for each of the draws below; int32 and int64 seeds of
             # equal values split alike.
             seed = tf.cast(seed, tf.int64)
-            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=8)))
+            self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=9)))
 
     def uniform(self, shape, bound):
         if self._generator is not None:
@@ -145,8 +160,9 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
       config: the strengths of the distortions.
 
     Returns:
-      (batch, time, 3) float32: the distorted ink, end_of_stroke as given, zero past each
-      length.
+      (batch, time, 3) float32: the distorted ink, zero past each length. end_of_stroke
+      changes only where strokes moved, split or joined; the last row of each drawing
+      keeps it.
     """
     ink = tf.convert_to_tensor(ink, tf.float32)
     if ink.shape.rank != 3 or ink.shape[-1] != 3:
@@ -155,12 +171,8 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
     randomness = _Randomness(seed_or_generator)
     batch_size, time = tf.shape(ink)[0], tf.shape(ink)[1]
 
-    row_mask = tf.sequence_mask(lengths, time, dtype=tf.float32)[..., None]  # (batch, time, 1)
     end_of_stroke = ink[..., 2:]  # (batch, time, 1)
-    # Points 1..n relative to point 0; point 0 itself is the origin.
-    points = tf.cumsum(ink[..., :2] * row_mask, axis=1)  # (batch, time, 2)
-    points = tf.concat([tf.zeros_like(points[:, :1]), points], axis=1)  # (batch, time + 1, 2)
-    point_mask = tf.sequence_mask(lengths + 1, time + 1, dtype=tf.float32)[..., None]
+    points, row_mask, point_mask = _points(ink, lengths)
     original_lower, original_upper = _bounds(points, point_mask)  # (batch, 2) each
     is_line = tf.reduce_any(original_upper - original_lower < _DEGENERATE_RANGE, axis=1)
 
@@ -184,6 +196,17 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
         ends = tf.cast(new_stroke_of_point != next_stroke, tf.float32) * point_mask[..., 0]
         end_of_stroke = tf.where(shuffled[:, None, None], ends[:, 1:, None], end_of_stroke)
         stroke_of_point = new_stroke_of_point
+    if config.stroke_split or config.stroke_join:
+        # Any row but a drawing's last; a straight line keeps its ink, and its strokes.
+        row = tf.range(time)[None]  # (1, time)
+        inner = (row < (lengths - 1)[:, None]) & ~is_line[:, None]
+        ends = end_of_stroke[..., 0] > 0.5  # (batch, time)
+        draws = randomness.probability([batch_size, time])
+        split = inner & ~ends & (draws < config.stroke_split)
+        join = inner & ends & (draws < config.stroke_join)
+        end_of_stroke = tf.cast((ends | split) & ~join, tf.float32)[..., None] * row_mask
+        stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
+        stroke_of_point = tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
     stroke_offsets = randomness.normal([batch_size, time + 1, 2], config.stroke_jitter)
     points += tf.gather(stroke_offsets, stroke_of_point, batch_dims=1)
     points += randomness.normal([batch_size, time + 1, 2], config.point_jitter)
@@ -197,15 +220,113 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
     cosines, sines = tf.cos(angles)[:, None], tf.sin(angles)[:, None]
     points = tf.stack([cosines * x - sines * y, sines * x + cosines * y], axis=-1)
 
-    # Scale back to [0, 1] over the real points only, as `pipeline.ink.normalize` does.
+    distorted = _normalized_deltas(points, row_mask, point_mask)
+    deltas = tf.where(is_line[:, None, None], ink[..., :2] * row_mask, distorted)
+    return tf.concat([deltas, end_of_stroke], axis=-1)
+
+
+def truncate_batch(
+    ink, lengths, seed_or_generator, *, probability=0.3, shortest=0.6, fewest_rows=8
+):
+    """Cuts some drawings of a padded batch short, as if their players had stopped early.
+
+    A drawing picked with `probability` keeps its first ceil(length * f) rows, f drawn
+    uniformly from [shortest, 1], and never fewer than min(length, fewest_rows). Its new
+    last row ends a stroke, and its points are scaled back to [0, 1] by their own min and
+    max, as `pipeline.ink.normalize` scales a whole drawing: the result is the ink the
+    pipeline writes for the shorter drawing. Other drawings come back as they were. A
+    drawing's `log_aspect` is not recomputed (the scaling of `augment_batch` leaves it too).
+
+    Args:
+      ink: (batch, time, 3) float32 deltas and end_of_stroke, zero past each length.
+      lengths: (batch,) integer, the rows of ink of each drawing.
+      seed_or_generator: as for `augment_batch`.
+      probability: the share of drawings cut, in [0, 1].
+      shortest: the least share of its rows a cut drawing keeps, in (0, 1].
+      fewest_rows: a cut drawing keeps at least this many rows (or all it has), >= 1.
+
+    Returns:
+      (ink, lengths): (batch, time, 3) float32, zero past each new length, and (batch,)
+      int32 new lengths.
+    """
+    if not 0 <= probability <= 1:
+        raise ValueError(f"truncation probability must be in [0, 1], got {probability}")
+    if not 0 < shortest <= 1:
+        raise ValueError(f"truncation shortest must be in (0, 1], got {shortest}")
+    if fewest_rows < 1:
+        raise ValueError(f"truncation fewest_rows must be at least 1, got {fewest_rows}")
+    ink = tf.convert_to_tensor(ink, tf.float32)
+    if ink.shape.rank != 3 or ink.shape[-1] != 3:
+        raise ValueError(f"ink must have shape (batch, time, 3), got {ink.shape}")
+    lengths = tf.cast(lengths, tf.int32)
+    randomness = _Randomness(seed_or_generator)
+    batch_size, time = tf.shape(ink)[0], tf.shape(ink)[1]
+
+    picked = randomness.probability([batch_size]) < probability
+    share = shortest + (1 - shortest) * randomness.probability([batch_size])
+    kept = tf.cast(tf.math.ceil(tf.cast(lengths, tf.float32) * share), tf.int32)
+    kept = tf.clip_by_value(kept, tf.minimum(lengths, fewest_rows), lengths)
+    new_lengths = tf.where(picked, kept, lengths)
+
+    points, row_mask, point_mask = _points(ink, new_lengths)
+    deltas = _normalized_deltas(points, row_mask, point_mask)
+    last_row = tf.one_hot(new_lengths - 1, time)[..., None]
+    end_of_stroke = tf.maximum(ink[..., 2:] * row_mask, last_row)
+    cut = tf.concat([deltas, end_of_stroke], axis=-1)
+    return tf.where((new_lengths < lengths)[:, None, None], cut, ink), new_lengths
+
+
+def training_batch(ink, lengths, seed, config: AugmentConfig = AugmentConfig()):
+    """What `--augment` does to each training batch: `truncate_batch`, then `augment_batch`
+    on what is left.
+
+    Args:
+      ink, lengths: as for `augment_batch`.
+      seed: an integer tensor of shape (2,); equal seeds give equal results.
+      config: the strengths of `augment_batch`'s distortions.
+
+    Returns:
+      (ink, lengths): the distorted ink and the (batch,) int32 lengths after the cuts.
+    """
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64) or seed.shape != (2,):
+        raise ValueError(
+            f"seed must be an integer tensor of shape (2,), got dtype {seed.dtype.name} and "
+            f"shape {seed.shape}"
+        )
+    cut_seed, distort_seed = tf.unstack(
+        tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    )
+    ink, lengths = truncate_batch(ink, lengths, cut_seed)
+    return augment_batch(ink, lengths, distort_seed, config), lengths
+
+
+def _points(ink, lengths):
+    """Each drawing's points, recovered from its first `lengths` rows of deltas.
+
+    Returns:
+      points: (batch, time + 1, 2), points 1..n relative to point 0, which is the origin;
+        padded points repeat the last real one.
+      row_mask: (batch, time, 1) float32, 1 on the real rows of ink.
+      point_mask: (batch, time + 1, 1) float32, 1 on the real points.
+    """
+    time = tf.shape(ink)[1]
+    row_mask = tf.sequence_mask(lengths, time, dtype=tf.float32)[..., None]
+    points = tf.cumsum(ink[..., :2] * row_mask, axis=1)
+    points = tf.concat([tf.zeros_like(points[:, :1]), points], axis=1)
+    point_mask = tf.sequence_mask(lengths + 1, time + 1, dtype=tf.float32)[..., None]
+    return points, row_mask, point_mask
+
+
+def _normalized_deltas(points, row_mask, point_mask):
+    """(batch, time, 2): the steps between the points, after scaling x and y to [0, 1] by
+    the real points' own min and max (as `pipeline.ink.normalize` does), zero past each
+    length."""
     lower, upper = _bounds(points, point_mask)  # (batch, 2) each
     extent = upper - lower
     extent = tf.where(extent > 0, extent, tf.ones_like(extent))
     points = (points - lower[:, None]) / extent[:, None]
-
-    distorted = (points[:, 1:] - points[:, :-1]) * row_mask  # (batch, time, 2)
-    deltas = tf.where(is_line[:, None, None], ink[..., :2] * row_mask, distorted)
-    return tf.concat([deltas, end_of_stroke], axis=-1)
+    return (points[:, 1:] - points[:, :-1]) * row_mask
 
 
 def _bounds(points, point_mask):

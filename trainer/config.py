@@ -359,7 +359,7 @@ def make_parser() -> argparse.ArgumentParser:
         type=_bool,
         nargs="?",
         const=True,
-        help="augment training ink with trainer.augment.augment_batch (false)",
+        help="augment training ink with trainer.augment.training_batch (false)",
     )
     evaluation = parser.add_argument_group("evaluation and serving")
     evaluation.add_argument(

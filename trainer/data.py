@@ -207,8 +207,9 @@ def dataset(
         record once (the last batch of each bucket may be smaller).
       seed: seeds every shuffle.
       num_shards, shard_index: this input pipeline's share of the data (one per worker).
-      augment_fn: `augment_fn(ink, lengths, seed) -> ink` on each padded batch (training
-        only), the lengths unchanged; `seed` is a (2,) int64 tensor, distinct for every
+      augment_fn: `augment_fn(ink, lengths, seed) -> (ink, lengths)` on each padded batch
+        (training only), e.g. `trainer.augment.training_batch`; it may shorten drawings
+        but keeps the batch's shape. `seed` is a (2,) int64 tensor, distinct for every
         batch, for stateless random ops.
       log_aspect: also read each drawing's `log_aspect` (`--aspect_ratio`).
     """
@@ -360,8 +361,10 @@ def _augmented(batches, augment_fn, seed, shard_index):
     def augment(index, batch):
         features, labels = batch
         batch_seed = tf.stack([tf.cast(seed * 1000003 + shard_index, tf.int64), index])
-        ink = augment_fn(features[model_lib.INK], features[model_lib.LENGTHS], batch_seed)
-        return {**features, model_lib.INK: ink}, labels
+        lengths = features[model_lib.LENGTHS]
+        ink, new_lengths = augment_fn(features[model_lib.INK], lengths, batch_seed)
+        new_lengths = tf.cast(new_lengths, lengths.dtype)
+        return {**features, model_lib.INK: ink, model_lib.LENGTHS: new_lengths}, labels
 
     return batches.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 

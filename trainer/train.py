@@ -96,8 +96,8 @@ def make_strategy(cluster: Cluster) -> tf.distribute.Strategy:
 
 
 def load_augment_fn(config: Config):
-    """`trainer.augment.augment_batch` when `--augment` is on, else None."""
-    return augment.augment_batch if config.augment else None
+    """`trainer.augment.training_batch` when `--augment` is on, else None."""
+    return augment.training_batch if config.augment else None
 
 
 def make_train_steps(strategy, model, optimizer, config: Config, num_classes: int):
