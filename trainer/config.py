@@ -63,7 +63,9 @@ LOCAL = {
     # weights (horizon ~500 steps) matched the last weights on the folds and beat them on
     # further held-out drawings; the drawing's aspect ratio raised top-1 and top-3 on the
     # folds, each step's direction and length top-1; averaging the predictions over eight
-    # views of each drawing raised top-1 and top-3 again (README, "Accuracy").
+    # views of each drawing raised top-1 and top-3 again, and strokes split and joined with
+    # drawings cut short (part of --augment) top-1 on the folds and on further drawings
+    # (README, "Accuracy").
     "num_layers": 2,
     "batch_size": 64,
     "learning_rate": 0.003,
