@@ -164,11 +164,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
       changes only where strokes moved, split or joined; the last row of each drawing
       keeps it.
     """
-    ink = tf.convert_to_tensor(ink, tf.float32)
-    if ink.shape.rank != 3 or ink.shape[-1] != 3:
-        raise ValueError(f"ink must have shape (batch, time, 3), got {ink.shape}")
-    lengths = tf.cast(lengths, tf.int32)
-    randomness = _Randomness(seed_or_generator)
+    ink, lengths, randomness = _checked(ink, lengths, seed_or_generator)
     batch_size, time = tf.shape(ink)[0], tf.shape(ink)[1]
 
     end_of_stroke = ink[..., 2:]  # (batch, time, 1)
@@ -255,11 +251,7 @@ def truncate_batch(
         raise ValueError(f"truncation shortest must be in (0, 1], got {shortest}")
     if fewest_rows < 1:
         raise ValueError(f"truncation fewest_rows must be at least 1, got {fewest_rows}")
-    ink = tf.convert_to_tensor(ink, tf.float32)
-    if ink.shape.rank != 3 or ink.shape[-1] != 3:
-        raise ValueError(f"ink must have shape (batch, time, 3), got {ink.shape}")
-    lengths = tf.cast(lengths, tf.int32)
-    randomness = _Randomness(seed_or_generator)
+    ink, lengths, randomness = _checked(ink, lengths, seed_or_generator)
     batch_size, time = tf.shape(ink)[0], tf.shape(ink)[1]
 
     picked = randomness.probability([batch_size]) < probability
@@ -299,6 +291,15 @@ def training_batch(ink, lengths, seed, config: AugmentConfig = AugmentConfig()):
     )
     ink, lengths = truncate_batch(ink, lengths, cut_seed)
     return augment_batch(ink, lengths, distort_seed, config), lengths
+
+
+def _checked(ink, lengths, seed_or_generator):
+    """The ink as float32 (a clear error unless it is (batch, time, 3)), the lengths as int32,
+    and the source of the random draws."""
+    ink = tf.convert_to_tensor(ink, tf.float32)
+    if ink.shape.rank != 3 or ink.shape[-1] != 3:
+        raise ValueError(f"ink must have shape (batch, time, 3), got {ink.shape}")
+    return ink, tf.cast(lengths, tf.int32), _Randomness(seed_or_generator)
 
 
 def _points(ink, lengths):
