@@ -28,7 +28,7 @@ player stopped early (the game stops a drawing once it recognizes it, so players
 end at many points). `training_batch`, what `--augment` applies to each training batch,
 cuts first and distorts the rest.
 
-Everything is TensorFlow ops on tensors of any batch size and length, so the function runs
+Everything is TensorFlow ops on tensors of any batch size and length, so the functions run
 inside `tf.data.Dataset.map` or a `tf.function`.
 
 `prediction_views` uses the distortions of `augment_batch` at half strength, with a fixed
