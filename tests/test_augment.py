@@ -68,27 +68,18 @@ def points_of(ink, length):
 
 def random_drawings(count, seed=0, shortest_stroke=1):
     """Drawings of random lengths and strokes, as normalized ink."""
-    rng = np.random.default_rng(seed)
-    inks = []
-    for _ in range(count):
-        strokes = [
-            [list(rng.integers(0, 256, size)), list(rng.integers(0, 256, size))]
-            for size in rng.integers(shortest_stroke, 12, rng.integers(1, 5))
-        ]
-        if sum(len(xs) for xs, _ in strokes) >= 2:
-            inks.append(ink_math.ink_from_strokes(strokes))
-    return inks
+    return [ink_math.deltas(points) for points in random_points(count, seed, shortest_stroke, 12)]
 
 
-def random_points(count, seed=0):
-    """Drawings of random lengths and strokes, as the absolute (n, 3) points the pipeline
-    normalizes."""
+def random_points(count, seed=0, shortest_stroke=1, longest_stroke=16):
+    """Drawings of random lengths and strokes (of shortest_stroke to longest_stroke - 1
+    points each), as the absolute (n, 3) points the pipeline normalizes."""
     rng = np.random.default_rng(seed)
     drawings = []
     for _ in range(count):
         strokes = [
             [list(rng.integers(0, 256, size)), list(rng.integers(0, 256, size))]
-            for size in rng.integers(1, 16, rng.integers(1, 5))
+            for size in rng.integers(shortest_stroke, longest_stroke, rng.integers(1, 5))
         ]
         points = ink_math.points_from_strokes(strokes)
         if len(points) >= 2:

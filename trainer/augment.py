@@ -112,6 +112,15 @@ class AugmentConfig:
         )
 
 
+def _int64_seed(seed, requirement: str):
+    """A stateless seed as int64 (int32 and int64 seeds of equal values draw alike), or a
+    ValueError that starts with `requirement`."""
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64) or seed.shape != (2,):
+        raise ValueError(f"{requirement}, got dtype {seed.dtype.name} and shape {seed.shape}")
+    return tf.cast(seed, tf.int64)
+
+
 class _Randomness:
     """Draws from a `tf.random.Generator`, or statelessly from a seed of shape (2,)."""
 
@@ -120,16 +129,12 @@ class _Randomness:
             self._generator = seed_or_generator
             self._seeds = None
         else:
-            seed = tf.convert_to_tensor(seed_or_generator)
-            if seed.dtype not in (tf.int32, tf.int64) or seed.shape != (2,):
-                raise ValueError(
-                    "seed_or_generator must be a tf.random.Generator or an integer seed of "
-                    f"shape (2,), got dtype {seed.dtype.name} and shape {seed.shape}"
-                )
+            seed = _int64_seed(
+                seed_or_generator,
+                "seed_or_generator must be a tf.random.Generator or an integer seed of shape (2,)",
+            )
             self._generator = None
-            # One independent seed for each of the draws below; int32 and int64 seeds of
-            # equal values split alike.
-            seed = tf.cast(seed, tf.int64)
+            # One independent seed for each of the draws below.
             self._seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=9)))
 
     def uniform(self, shape, bound):
@@ -172,10 +177,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
     original_lower, original_upper = _bounds(points, point_mask)  # (batch, 2) each
     is_line = tf.reduce_any(original_upper - original_lower < _DEGENERATE_RANGE, axis=1)
 
-    # Point k > 0 belongs to the stroke numbered by the strokes ended before row k - 1;
-    # point 0 starts stroke 0, like point 1 (its own end_of_stroke is not in the ink).
-    stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
-    stroke_of_point = tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
+    stroke_of_point = _stroke_of_point(end_of_stroke)
     if config.stroke_reversal:
         # A drawing has at most time + 1 strokes: one draw per point slot is enough.
         reversed_strokes = randomness.probability([batch_size, time + 1]) < config.stroke_reversal
@@ -201,8 +203,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
         split = inner & ~ends & (draws < config.stroke_split)
         join = inner & ends & (draws < config.stroke_join)
         end_of_stroke = tf.cast((ends | split) & ~join, tf.float32)[..., None] * row_mask
-        stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
-        stroke_of_point = tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
+        stroke_of_point = _stroke_of_point(end_of_stroke)
     stroke_offsets = randomness.normal([batch_size, time + 1, 2], config.stroke_jitter)
     points += tf.gather(stroke_offsets, stroke_of_point, batch_dims=1)
     points += randomness.normal([batch_size, time + 1, 2], config.point_jitter)
@@ -280,15 +281,8 @@ def training_batch(ink, lengths, seed, config: AugmentConfig = AugmentConfig()):
     Returns:
       (ink, lengths): the distorted ink and the (batch,) int32 lengths after the cuts.
     """
-    seed = tf.convert_to_tensor(seed)
-    if seed.dtype not in (tf.int32, tf.int64) or seed.shape != (2,):
-        raise ValueError(
-            f"seed must be an integer tensor of shape (2,), got dtype {seed.dtype.name} and "
-            f"shape {seed.shape}"
-        )
-    cut_seed, distort_seed = tf.unstack(
-        tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
-    )
+    seed = _int64_seed(seed, "seed must be an integer tensor of shape (2,)")
+    cut_seed, distort_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     ink, lengths = truncate_batch(ink, lengths, cut_seed)
     return augment_batch(ink, lengths, distort_seed, config), lengths
 
@@ -300,6 +294,15 @@ def _checked(ink, lengths, seed_or_generator):
     if ink.shape.rank != 3 or ink.shape[-1] != 3:
         raise ValueError(f"ink must have shape (batch, time, 3), got {ink.shape}")
     return ink, tf.cast(lengths, tf.int32), _Randomness(seed_or_generator)
+
+
+def _stroke_of_point(end_of_stroke):
+    """(batch, time + 1) int32, the stroke of each point, from (batch, time, 1)
+    end_of_stroke. Point k > 0 belongs to the stroke numbered by the strokes ended before
+    row k - 1; point 0 starts stroke 0, like point 1 (its own end_of_stroke is not in the
+    ink)."""
+    stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
+    return tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
 
 
 def _points(ink, lengths):
