@@ -1,5 +1,5 @@
 """Runs the trainer's training steps on the same batches with one replica and with two, and
-saves what each run ends with: `python tests/replica_steps.py OUT.npz [trainer flags]`.
+saves what each run ends with: `python tests/replica_steps.py OUT.npz [--float64] [trainer flags]`.
 
 The two replicas are a real `MirroredStrategy` over two logical CPU devices, the strategy the
 trainer uses on several GPUs: each replica gets half of every batch. Logical devices must be
@@ -32,7 +32,8 @@ def make_batches(batch_size: int) -> tf.data.Dataset:
     """`BATCHES` batches of random strokes of 5 to 29 points, right-padded, random labels."""
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, MAX_LENGTH, (BATCHES, batch_size)).astype(np.int32)
-    ink = np.zeros((BATCHES, batch_size, MAX_LENGTH, 3), np.float32)  # (batches, batch, time, 3)
+    # (batches, batch, time, 3)
+    ink = np.zeros((BATCHES, batch_size, MAX_LENGTH, 3), keras.config.floatx())
     for batch, row in np.ndindex(lengths.shape):
         length = lengths[batch, row]
         ink[batch, row, :length, :2] = rng.normal(0.0, 0.1, (length, 2))
@@ -61,6 +62,9 @@ def run(strategy, config, batches) -> dict:
 
 def main(argv) -> None:
     out, flags = argv[0], argv[1:]
+    if flags[:1] == ["--float64"]:  # the model's weights and steps in float64
+        keras.config.set_floatx("float64")
+        flags = flags[1:]
     config = config_lib.parse_flags(flags)
     batches = make_batches(config.batch_size)
     runs = {

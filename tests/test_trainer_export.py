@@ -108,8 +108,11 @@ def export_tiny(directory, *flags):
     )
     model = model_lib.build_model(config, len(CLASSES))
     # Batch norm at its initial statistics would hide a mistake: give it others.
-    for layer in model.layers:
-        if layer.name.startswith("conv_batch_norm"):
+    layers = list(model.layers)
+    if config.raster:
+        layers += model.get_layer("raster_network").layers
+    for layer in layers:
+        if layer.name.startswith("conv_batch_norm") or layer.name.endswith("_batch_norm"):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3, np.float32))
             layer.moving_variance.assign(np.full(layer.moving_variance.shape, 2.0, np.float32))
     export.export_model(model.get_weights(), config, CLASSES, str(directory))
@@ -180,6 +183,12 @@ def test_serving_signature_equals_the_model_with_directions(tmp_path):
     assert_serving_equals_model(model, directory)
 
 
+def test_serving_signature_equals_the_model_with_the_raster_branch(tmp_path):
+    flags = ("--positions", "--aspect_ratio", "--directions", "--raster")
+    model, _, directory = export_tiny(tmp_path / "export", *flags)
+    assert_serving_equals_model(model, directory)
+
+
 def test_serving_averages_the_views_as_evaluation_does(tmp_path):
     flags = ("--positions", "--aspect_ratio", "--directions", "--test_time_views=4")
     model, config, directory = export_tiny(tmp_path / "export", *flags)
@@ -209,9 +218,9 @@ def test_serving_averages_the_views_as_evaluation_does(tmp_path):
         np.testing.assert_allclose(served["probabilities"].numpy()[0], expected[row], atol=1e-5)
 
 
-@pytest.mark.parametrize("views", [1, 3])
-def test_serving_takes_a_batch_of_one_point_drawings(tmp_path, views):
-    _, _, directory = export_tiny(tmp_path / "export", f"--test_time_views={views}")
+@pytest.mark.parametrize("flags", [["--test_time_views=1"], ["--test_time_views=3", "--raster"]])
+def test_serving_takes_a_batch_of_one_point_drawings(tmp_path, flags):
+    _, _, directory = export_tiny(tmp_path / "export", *flags)
     serve = tf.saved_model.load(str(directory)).signatures[export.SIGNATURE]
     for points in ([[[10, 10, 1]], [[3, 4, 1]]], [[[0, 0, 0]]]):  # no ink step in the batch
         served = serve(points=tf.constant(points, tf.float32), lengths=[1] * len(points))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -61,16 +62,20 @@ def test_layers_are_named():
 
 
 @pytest.mark.parametrize(
-    "cell_type, positions, aspect_ratio, directions",
+    "cell_type, positions, aspect_ratio, directions, raster",
     [
-        ("lstm", False, False, False),
-        ("gru", False, False, False),
-        ("lstm", True, False, False),
-        ("lstm", True, True, False),
-        ("lstm", True, True, True),
+        ("lstm", False, False, False, False),
+        ("gru", False, False, False, False),
+        ("lstm", True, False, False, False),
+        ("lstm", True, True, False, False),
+        ("lstm", True, True, True, False),
+        ("lstm", False, False, False, True),
+        ("lstm", True, True, True, True),
     ],
 )
-def test_prediction_does_not_depend_on_padding(cell_type, positions, aspect_ratio, directions):
+def test_prediction_does_not_depend_on_padding(
+    cell_type, positions, aspect_ratio, directions, raster
+):
     """The tutorial's conv stack leaked the padding into the sum; here it must not."""
     flags = (
         "--batch_norm",
@@ -78,6 +83,7 @@ def test_prediction_does_not_depend_on_padding(cell_type, positions, aspect_rati
         f"--positions={positions}",
         f"--aspect_ratio={aspect_ratio}",
         f"--directions={directions}",
+        f"--raster={raster}",
     )
     model = model_lib.build_model(tiny_config(*flags), 7)
     # Batch norm shifts zeros away from zero: give it non-trivial statistics first.
@@ -213,3 +219,88 @@ def test_warmup_then_cosine_schedule():
     assert float(rates(110)) == pytest.approx(0.0, abs=1e-9)
     constant = model_lib.WarmupSchedule(0.01, 0, 110, "constant")
     assert float(constant(0)) == float(constant(100)) == pytest.approx(0.01)
+
+
+def raster_of(strokes, *, with_aspect=True):
+    """`InkRaster`'s image of one hand-written drawing, padded with two steps of noise."""
+    ink = ink_math.ink_from_strokes(strokes)
+    padded = np.concatenate([ink, np.full((2, 3), 7.0, np.float32)])[np.newaxis]
+    lengths = np.array([len(ink)], np.int32)
+    mask = model_lib.StepMask()(lengths, padded)
+    log_aspect = np.float32([ink_math.log_aspect(ink_math.points_from_strokes(strokes))])
+    layer = model_lib.InkRaster()
+    image = layer(padded, mask, log_aspect) if with_aspect else layer(padded, mask)
+    return np.asarray(image)[0]  # (size, size, 2)
+
+
+def lit(image):
+    """The (row, column) pixels the pen crossed."""
+    return {tuple(int(i) for i in pixel) for pixel in np.argwhere(image[..., 0] > 0)}
+
+
+def square(top, bottom, left, right):
+    """The (row, column) pixels of a rectangle's outline."""
+    rows = {(r, c) for r in (top, bottom) for c in range(left, right + 1)}
+    return rows | {(r, c) for c in (left, right) for r in range(top, bottom + 1)}
+
+
+# A square, then (pen up) a line across it, 0..100 wide and high. The model's image fills 90%
+# of its 32 pixels: 0 -> pixel (0 - 0.5) * 27.9 + 15.5 = 1.55 -> 2, 100 -> 29, 25 -> 9, 40 -> 13,
+# 75 -> 22.
+SQUARE_AND_LINE = [[[0, 100, 100, 0, 0], [0, 0, 100, 100, 0]], [[25, 75], [40, 40]]]
+
+
+def test_raster_draws_the_pen_down_steps_and_not_the_pen_up_step():
+    image = raster_of(SQUARE_AND_LINE)
+    assert image.shape == (model_lib.RASTER_SIZE, model_lib.RASTER_SIZE, 2)
+    line = {(13, c) for c in range(9, 23)}
+    # Nothing between the square's last corner (2, 2) and the line's start (13, 9).
+    assert lit(image) == square(2, 29, 2, 29) | line
+    assert set(np.unique(image[..., 0])) == {0.0, 1.0}
+
+
+def test_raster_time_channel_falls_from_the_first_step_to_the_last():
+    # Six steps: the square's four, the pen-up move, the line. A pixel keeps the earliest
+    # time the pen crossed it, 1 - (steps done before) / 6; the last pixel of a step is
+    # first crossed a little before the step's end.
+    time = raster_of(SQUARE_AND_LINE)[..., 1]
+    assert time[2, 2] == pytest.approx(1.0)  # the first point
+    assert time[13, 9] == pytest.approx(1 - 5 / 6)  # the line starts after five steps
+    assert 0 <= time[13, 22] < 0.02  # and ends the drawing
+    top_side = time[2, 2:30]
+    assert np.all(np.diff(top_side) < 0)  # drawn left to right in the first step
+    assert top_side[-1] == pytest.approx(1 - 1 / 6, abs=0.01)
+    assert np.all(time[raster_of(SQUARE_AND_LINE)[..., 0] == 0] == 0)
+
+
+def test_raster_keeps_the_drawings_proportions():
+    # 200 wide, 50 high: the pipeline scaled both to [0, 1]; log_aspect gives back the 4:1.
+    # x: 0 -> 2, 200 -> 29; y: (0 - 0.5) * 0.5 * 13.95 + 15.5 = 12.01 -> 12, 50 -> 19.
+    wide = [[[0, 200, 200, 0, 0], [0, 0, 50, 50, 0]]]
+    assert lit(raster_of(wide)) == square(12, 19, 2, 29)
+    # Without log_aspect (the tutorial's records) the drawing fills the image both ways.
+    assert lit(raster_of(wide, with_aspect=False)) == square(2, 29, 2, 29)
+
+
+def test_raster_branch_is_a_second_classifier_averaged_in():
+    model = model_lib.build_model(tiny_config("--raster"), num_classes=7)
+    plain = model_lib.build_model(tiny_config(), num_classes=7).count_params()
+    convolutions = 0
+    channels = 2
+    for filters in model_lib.RASTER_FILTERS:
+        for _ in range(2):  # two 3 x 3 convolutions a stage, no bias, then batch norm
+            convolutions += 3 * 3 * channels * filters + 4 * filters
+            channels = filters
+    dense = channels * 7 + 7
+    assert model.count_params() == plain + convolutions + dense
+
+    batch = random_batch([12, 5, 30], time=30, seed=3)
+    recurrent, image = model_lib.branch_logits(model)(inputs_of(model, batch), training=False)
+    mean = (keras.ops.softmax(recurrent) + keras.ops.softmax(image)) / 2
+    logits = model(inputs_of(model, batch), training=False)
+    np.testing.assert_allclose(np.log(np.asarray(mean)), np.asarray(logits), atol=1e-5)
+    assert np.abs(np.asarray(recurrent) - np.asarray(image)).max() > 1e-3
+    # Without --raster, the one branch is the model's own output.
+    model = model_lib.build_model(tiny_config(), num_classes=7)
+    (only,) = keras.tree.flatten(model_lib.branch_logits(model)(inputs_of(model, batch)))
+    np.testing.assert_allclose(np.asarray(only), np.asarray(model(inputs_of(model, batch))))

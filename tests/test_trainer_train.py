@@ -34,7 +34,8 @@ def run(tmp_path_factory):
     hypertune = tmp_path_factory.mktemp("hypertune") / "output.metrics"
     flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={STEPS}"]
     flags += ["--eval_every=30", "--checkpoint_every=30", "--log_every=10", "--ema_decay=0.9"]
-    flags += ["--positions", "--aspect_ratio", "--directions"]  # the local preset's inputs
+    # The local preset's inputs, and its image branch.
+    flags += ["--positions", "--aspect_ratio", "--directions", "--raster"]
     flags += ["--augment"]  # and its distortions: drawings cut short reach the training step
     flags += ["--test_time_views=3"]  # evaluation and export average over views
     with pytest.MonkeyPatch.context() as patch:

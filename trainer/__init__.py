@@ -1,4 +1,5 @@
-"""The Quick, Draw! classifier: conv1d + stacked bidirectional LSTM on the pipeline's ink.
+"""The Quick, Draw! classifier: conv1d + stacked bidirectional LSTM on the pipeline's ink
+(with `--raster`, beside a 2-D convolutional branch on the ink drawn as an image).
 
 Modules, in the order a reader meets them:
 

@@ -48,12 +48,13 @@ TUTORIAL = {
     "positions": False,
     "aspect_ratio": False,
     "directions": False,
+    "raster": False,
     "test_time_views": 1,
 }
 
 # A laptop recipe, sized so that `make all` on 26 categories x 120 drawings fits in about ten
-# minutes of two CPU cores: its 2,200 steps take about five (~7.8 steps/s at batch 64), and
-# more steps did not help (docs/accuracy.md).
+# minutes of two CPU cores: its 2,200 steps take about eight (~4.5 steps/s at batch 64, the
+# image branch included), and more steps did not help (docs/accuracy.md).
 LOCAL = {
     **TUTORIAL,
     # Chosen on cross-validation folds (26 categories x 120 drawings; never the eval split):
@@ -64,8 +65,9 @@ LOCAL = {
     # further held-out drawings; the drawing's aspect ratio raised top-1 and top-3 on the
     # folds, each step's direction and length top-1; averaging the predictions over eight
     # views of each drawing raised top-1 and top-3 again, and strokes split and joined with
-    # drawings cut short (part of --augment) top-1 on the folds and on further drawings
-    # (README, "Accuracy").
+    # drawings cut short (part of --augment) top-1 on the folds and on further drawings; a
+    # second branch reading the drawing as an image (--raster) raised top-1 by three points
+    # and top-3 by one (README, "Accuracy").
     "num_layers": 2,
     "batch_size": 64,
     "learning_rate": 0.003,
@@ -75,6 +77,7 @@ LOCAL = {
     "positions": True,
     "aspect_ratio": True,
     "directions": True,
+    "raster": True,
     "ema_decay": 0.998,
     "test_time_views": 8,
     "steps": 2200,
@@ -125,6 +128,7 @@ class Config:
     positions: bool
     aspect_ratio: bool
     directions: bool
+    raster: bool
     test_time_views: int
 
     def to_json(self) -> str:
@@ -140,6 +144,7 @@ class Config:
         values.setdefault("ema_decay", 0.0)
         values.setdefault("aspect_ratio", False)
         values.setdefault("directions", False)
+        values.setdefault("raster", False)
         values.setdefault("test_time_views", 1)
         return cls(**values)
 
@@ -317,6 +322,14 @@ def make_parser() -> argparse.ArgumentParser:
         const=True,
         help="also feed each step's direction (a unit vector) and length to the convolutions "
         "(false)",
+    )
+    model.add_argument(
+        "--raster",
+        type=_bool,
+        nargs="?",
+        const=True,
+        help="add a 2-D convolutional branch that reads the drawing rendered as a 32 x 32 image; "
+        "the prediction averages its class probabilities with the recurrent branch's (false)",
     )
 
     training = parser.add_argument_group("training")

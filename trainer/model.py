@@ -12,6 +12,10 @@ Three things differ from the tutorial's graph, each on purpose:
   tutorial's cuDNN layers were one layer each, so their inter-layer dropout did nothing.
 
 The recurrent layers read a right-padded mask, so on a GPU Keras runs the cuDNN kernel.
+`--raster` adds a second branch, beyond the tutorial: the ink drawn as an image in the graph
+(`InkRaster`) and read by 2-D convolutions (`raster_network`); the model then returns the logits
+of the mean of the two branches' class probabilities, and training gives each branch its own loss
+(`branch_logits`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class StepMask(keras.layers.Layer):
 
     def call(self, lengths, steps):
         time = ops.shape(steps)[1]
-        return ops.expand_dims(ops.arange(time), 0) < ops.expand_dims(lengths, 1)
+        return ops.expand_dims(ops.arange(time, dtype="int32"), 0) < ops.expand_dims(lengths, 1)
 
     def compute_output_spec(self, lengths, steps):
         return keras.KerasTensor((steps.shape[0], steps.shape[1]), dtype="bool")
@@ -211,6 +215,114 @@ class MaskedBatchNormalization(keras.layers.Layer):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
 
 
+RASTER_SIZE = 32  # --raster: the image's side in pixels
+RASTER_FILTERS = (24, 48, 96)  # --raster: filters of the three stages of two 3 x 3 convolutions
+RASTER_SAMPLES = 40  # --raster: points drawn along each step of the ink, 1 pixel or less apart
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class InkRaster(keras.layers.Layer):
+    """(batch, time, 3) ink -> (batch, size, size, 2): the drawing rendered as an image.
+
+    The ink's steps are summed back into points, the points put back in the drawing's own
+    proportions (`log_aspect`, when given; the pipeline scaled x and y apart), and the
+    drawing is centred on the image and scaled to 90% of it. Each pen-down step is drawn
+    as `samples` points along it. Channel 0 is 1 on every pixel the pen crossed; channel 1
+    holds when it crossed it first, 1 at the drawing's start falling to 0 at its end, so
+    the image keeps the order in which the drawing was made. Padded steps draw nothing,
+    so the image does not depend on the padding. No weights: it runs in the model's
+    graph, on the augmented training ink and in the serving signature alike.
+    """
+
+    def __init__(self, size=RASTER_SIZE, samples=RASTER_SAMPLES, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+        self.samples = samples
+
+    def call(self, ink, mask, log_aspect=None):
+        size, dtype = self.size, ink.dtype
+        batch, time = ops.shape(ink)[0], ops.shape(ink)[1]
+        real = ops.expand_dims(mask, -1)  # (batch, time, 1)
+        steps = _real_steps(ink, real)  # (batch, time, 2)
+        ends = ops.cumsum(steps, axis=1)  # each step's end, from the first point at 0
+        starts = ends - steps
+        far = ops.full_like(ends, 1e9)
+        lowest = ops.minimum(ops.min(ops.where(real, ends, far), axis=1), 0.0)  # (batch, 2)
+        highest = ops.maximum(ops.max(ops.where(real, ends, -far), axis=1), 0.0)
+        if log_aspect is None:
+            stretch = ops.ones_like(lowest)  # (batch, 2)
+        else:
+            half = ops.reshape(ops.cast(log_aspect, dtype), (-1, 1)) / 2
+            stretch = ops.exp(ops.concatenate([half, -half], axis=-1))  # width : height
+        longer_side = ops.max((highest - lowest) * stretch, axis=-1, keepdims=True)
+        scale = stretch * (0.9 * (size - 1)) / ops.maximum(longer_side, 1e-6)  # (batch, 2)
+        centre = (lowest + highest) / 2
+
+        # `samples` points along each step: (batch, time, samples, 2) pixel columns and rows.
+        fractions = ops.linspace(0.0, 1.0, self.samples, dtype=dtype)  # (samples,)
+        points = ops.expand_dims(starts, 2) + fractions[:, None] * ops.expand_dims(steps, 2)
+        pixels = (points - centre[:, None, None]) * scale[:, None, None] + (size - 1) / 2
+        pixels = ops.cast(ops.clip(ops.round(pixels), 0, size - 1), "int32")
+        drawing = ops.arange(batch, dtype="int32")[:, None, None]
+        cell = ops.reshape((drawing * size + pixels[..., 1]) * size + pixels[..., 0], (-1,))
+
+        # A step is drawn unless the point it starts from ended a stroke (the first point's
+        # end of stroke is not in the ink: its step is drawn).
+        ended = ops.concatenate([ops.zeros_like(ink[:, :1, 2]), ink[:, :-1, 2]], axis=1)
+        drawn = ops.cast(ops.logical_and(mask, ended < 0.5), dtype)  # (batch, time)
+        on = ops.broadcast_to(ops.expand_dims(drawn, -1), ops.shape(points)[:3])
+        # When each point was drawn: 1 at the first, falling to 0 at the last.
+        length = ops.maximum(ops.sum(ops.cast(mask, dtype), axis=1), 1.0)  # (batch,)
+        done = ops.cast(ops.arange(time), dtype)[None, :, None] + fractions
+        when = 1.0 - done / length[:, None, None]  # (batch, time, samples)
+
+        cells = batch * size * size
+        on = ops.reshape(on, (-1,))
+        crossed = tf.math.unsorted_segment_max(on, cell, cells)  # lowest float where unset
+        first = tf.math.unsorted_segment_max(on * ops.reshape(when, (-1,)), cell, cells)
+        image = ops.stack([ops.maximum(crossed, 0.0), ops.maximum(first, 0.0)], axis=-1)
+        return ops.reshape(image, (batch, size, size, 2))
+
+    def compute_output_spec(self, ink, mask, log_aspect=None):
+        return keras.KerasTensor((ink.shape[0], self.size, self.size, 2), dtype=ink.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "samples": self.samples}
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class MeanProbabilities(keras.layers.Layer):
+    """Several (batch, classes) logits -> the logits of their mean class probabilities."""
+
+    def call(self, logits):
+        mean = ops.mean(ops.stack([ops.softmax(each) for each in logits]), axis=0)
+        return ops.log(ops.maximum(mean, np.finfo(np.float32).tiny))
+
+    def compute_output_spec(self, logits):
+        return keras.KerasTensor(logits[0].shape, dtype=logits[0].dtype)
+
+
+def raster_network(config: Config, num_classes: int) -> keras.Sequential:
+    """`--raster`'s branch: (batch, size, size, 2) image -> (batch, classes) logits. Three
+    stages of two 3 x 3 convolutions (batch norm, ReLU) and a 2 x 2 max pool, the mean over
+    the image, dropout and a dense layer."""
+    layers = [keras.Input((RASTER_SIZE, RASTER_SIZE, 2))]
+    for stage, filters in enumerate(RASTER_FILTERS):
+        for index in range(2):
+            name = f"raster_{stage}_{index}"
+            layers += [
+                keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name),
+                keras.layers.BatchNormalization(synchronized=True, name=f"{name}_batch_norm"),
+                keras.layers.ReLU(name=f"{name}_relu"),
+            ]
+        layers.append(keras.layers.MaxPool2D(name=f"raster_{stage}_pool"))
+    layers.append(keras.layers.GlobalAveragePooling2D(name="raster_mean"))
+    if config.dropout:
+        layers.append(keras.layers.Dropout(config.dropout, name="raster_dropout"))
+    layers.append(keras.layers.Dense(num_classes, name="raster_logits"))
+    return keras.Sequential(layers, name="raster_network")
+
+
 def _sum_over_replicas(tensors):
     """The tensors summed over all replicas in a replica context, else as they are."""
     context = tf.distribute.get_replica_context()
@@ -257,7 +369,24 @@ def build_model(config: Config, num_classes: int) -> keras.Model:
 
     summed = MaskedSum(name="sum_over_time")(steps, mask)  # (batch, 2 * num_nodes)
     logits = keras.layers.Dense(num_classes, name="logits")(summed)  # (batch, classes)
+    if config.raster:
+        image = InkRaster(name="raster")(ink, mask, inputs.get(LOG_ASPECT))
+        raster_logits = raster_network(config, num_classes)(image)  # (batch, classes)
+        logits = MeanProbabilities(name="mean_probabilities")([logits, raster_logits])
     return keras.Model(inputs, logits, name="sketch_classifier")
+
+
+def branch_logits(model: keras.Model) -> keras.Model:
+    """The model that training steps: the same layers and weights as `model`, returning each
+    branch's logits as a list, so that each branch learns from a loss of its own (the
+    recurrent branch and, with `--raster`, the image branch); `model` returns the logits
+    of their mean probabilities."""
+    names = [layer.name for layer in model.layers]
+    if "mean_probabilities" in names:
+        outputs = list(model.get_layer("mean_probabilities").input)
+    else:
+        outputs = [model.output]
+    return keras.Model(model.inputs, outputs, name="branches")
 
 
 def inference_logits(model: keras.Model, config: Config, ink, lengths, log_aspect=None):
@@ -295,7 +424,12 @@ def inference_logits(model: keras.Model, config: Config, ink, lengths, log_aspec
         else:
             steps = layer(steps, mask=mask, training=False)  # (batch, time, 2 * num_nodes)
     summed = model.get_layer("sum_over_time")(steps, mask)  # (batch, 2 * num_nodes)
-    return model.get_layer("logits")(summed)
+    logits = model.get_layer("logits")(summed)
+    if config.raster:
+        image = model.get_layer("raster")(ink, mask, log_aspect if config.aspect_ratio else None)
+        raster_logits = model.get_layer("raster_network")(image, training=False)
+        logits = model.get_layer("mean_probabilities")([logits, raster_logits])
+    return logits
 
 
 def averaged_logits(logits_fn, features: dict, views: int):

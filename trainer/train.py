@@ -104,17 +104,23 @@ def make_train_steps(strategy, model, optimizer, config: Config, num_classes: in
     """A tf.function that runs `num_steps` training steps from a (distributed) iterator and
     returns their mean loss."""
     replicas = strategy.num_replicas_in_sync
+    branches = model_lib.branch_logits(model)  # the same weights, each branch's logits
 
     def replica_step(features, labels):
         labels = data.checked_labels(labels, num_classes)
         with tf.GradientTape() as tape:
-            logits = model(features, training=True)  # (batch, classes)
             targets = tf.one_hot(labels, num_classes)
             if config.label_smoothing:
                 targets = targets * (1 - config.label_smoothing) + (
                     config.label_smoothing / num_classes
                 )
-            losses = tf.nn.softmax_cross_entropy_with_logits(targets, logits)  # (batch,)
+            # Each branch learns on its own loss; their sum is the step's loss.
+            losses = tf.add_n(
+                [
+                    tf.nn.softmax_cross_entropy_with_logits(targets, logits)  # (batch,)
+                    for logits in tf.nest.flatten(branches(features, training=True))
+                ]
+            )
             loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
         gradients = tape.gradient(loss, model.trainable_variables)
         # Clip by the norm of the whole batch's gradient, summed over all replicas (Keras's
@@ -139,7 +145,8 @@ def make_train_steps(strategy, model, optimizer, config: Config, num_classes: in
         for _ in tf.range(num_steps):
             features, labels = next(iterator)
             losses = strategy.run(replica_step, args=(features, labels))
-            total += strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+            total += tf.cast(loss, tf.float32)
         return total / tf.cast(num_steps, tf.float32)
 
     return train_steps
