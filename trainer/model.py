@@ -217,7 +217,7 @@ class MaskedBatchNormalization(keras.layers.Layer):
 
 RASTER_SIZE = 32  # --raster: the image's side in pixels
 RASTER_FILTERS = (24, 48, 96)  # --raster: filters of the three stages of two 3 x 3 convolutions
-RASTER_SAMPLES = 40  # --raster: points drawn along each step of the ink, 1 pixel or less apart
+RASTER_SAMPLES = 40  # --raster: points drawn along each step of the ink, about a pixel apart
 
 
 @keras.saving.register_keras_serializable(package="trainer")
@@ -395,7 +395,7 @@ def inference_logits(model: keras.Model, config: Config, ink, lengths, log_aspec
     about four times faster on a CPU for a single drawing (the serving case). It takes
     Keras's weights as they are (same gate order, no forget bias); the serving signature
     uses it, and `tests/test_trainer_export.py` holds it equal to `model` itself. GRU
-    layers, which have no fused kernel, run as in the model.
+    layers, which have no fused kernel, and `--raster`'s image branch run as in the model.
 
     Args:
       ink: (batch, time, 3) float32, right-padded.
