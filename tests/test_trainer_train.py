@@ -191,3 +191,36 @@ def test_export_alone_classifies_in_a_process_without_the_project(run, tmp_path)
     assert [row[0] for row in served["classes"]] == [
         sorted(CATEGORIES)[i] for i in probabilities.argmax(axis=1)
     ]
+
+
+def test_each_branch_learns_on_its_own_loss():
+    """With --raster a step minimizes the sum of the two branches' cross-entropies, not the
+    cross-entropy of their averaged prediction, so that each branch learns to classify alone."""
+    flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+    flags += [*TINY_FLAGS, "--raster", "--dropout=0", "--batch_size=4"]
+    config = config_lib.parse_flags(flags)
+    model = model_lib.build_model(config, len(CATEGORIES))
+    optimizer = model_lib.make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    strokes = [[[0, 40, 80], [0, 60, 10]], [[5, 5], [0, 90]], [[0, 50, 90, 0], [0, 80, 20, 0]]]
+    inks = [ink_math.ink_from_strokes([stroke]) for stroke in strokes + strokes[:1]]
+    batch = np.zeros((4, 3, 3), np.float32)
+    for row, ink in enumerate(inks):
+        batch[row, : len(ink)] = ink
+    features = {"ink": batch, "lengths": np.int32([len(ink) for ink in inks])}
+    labels = np.int64([0, 1, 2, 3])
+
+    def cross_entropy(logits):
+        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        return float(np.mean(losses))
+
+    recurrent, image = model_lib.branch_logits(model)(features, training=True)
+    both = cross_entropy(recurrent) + cross_entropy(image)
+    averaged = cross_entropy(model(features, training=True))
+    train_steps = train.make_train_steps(
+        tf.distribute.get_strategy(), model, optimizer, config, len(CATEGORIES)
+    )
+    batches = iter(tf.data.Dataset.from_tensors((features, labels)).repeat())
+    loss = float(train_steps(batches, tf.constant(1)))
+    assert loss == pytest.approx(both, rel=1e-5)
+    assert abs(loss - averaged) > 0.5
