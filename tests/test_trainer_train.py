@@ -19,8 +19,8 @@ from trainer_fixtures import CATEGORIES, SIMPLIFIED, TINY_FLAGS, data_flags, wri
 
 from pipeline import ink as ink_math
 from trainer import config as config_lib
+from trainer import export, train
 from trainer import model as model_lib
-from trainer import train
 
 EVAL = 8
 STEPS = 60
@@ -204,10 +204,8 @@ def test_each_branch_learns_on_its_own_loss():
     optimizer.build(model.trainable_variables)
     strokes = [[[0, 40, 80], [0, 60, 10]], [[5, 5], [0, 90]], [[0, 50, 90, 0], [0, 80, 20, 0]]]
     inks = [ink_math.ink_from_strokes([stroke]) for stroke in strokes + strokes[:1]]
-    batch = np.zeros((4, 3, 3), np.float32)
-    for row, ink in enumerate(inks):
-        batch[row, : len(ink)] = ink
-    features = {"ink": batch, "lengths": np.int32([len(ink) for ink in inks])}
+    batch, lengths = export.pad_points(inks)
+    features = {"ink": batch, "lengths": lengths}
     labels = np.int64([0, 1, 2, 3])
 
     def cross_entropy(logits):

@@ -68,6 +68,23 @@ def _real_steps(inputs, real):
     return ops.where(real, inputs[..., :2], ops.zeros_like(inputs[..., :2]))
 
 
+def _bounds(ends, real):
+    """(batch, 2) smallest and (batch, 2) largest x and y of each drawing's points: the ends
+    of its real steps, (batch, time, 2) where `real`, and the first point, which the ink
+    drops, at 0."""
+    far = ops.full_like(ends, 1e9)
+    lowest = ops.minimum(ops.min(ops.where(real, ends, far), axis=1), 0.0)
+    highest = ops.maximum(ops.max(ops.where(real, ends, -far), axis=1), 0.0)
+    return lowest, highest
+
+
+def _log_of_mean(probabilities, axis=0):
+    """The logits of class probabilities averaged over `axis`; a class that none of them gives
+    any probability keeps a finite logit."""
+    mean = ops.mean(probabilities, axis=axis)
+    return ops.log(ops.maximum(mean, np.finfo(np.float32).tiny))
+
+
 @keras.saving.register_keras_serializable(package="trainer")
 class InkPositions(keras.layers.Layer):
     """(batch, time, 3) ink -> (batch, time, 5): the ink and each point's position.
@@ -89,8 +106,7 @@ class InkPositions(keras.layers.Layer):
         real = ops.expand_dims(mask, -1)  # (batch, time, 1)
         steps = _real_steps(inputs, real)
         relative = ops.cumsum(steps, axis=1)  # (batch, time, 2)
-        lowest = ops.min(ops.where(real, relative, ops.full_like(relative, 2.0)), axis=1)
-        lowest = ops.minimum(lowest, 0.0)  # (batch, 2): the first point counts too
+        lowest, _ = _bounds(relative, real)  # (batch, 2): the first point counts too
         positions = relative - ops.expand_dims(lowest, 1) - 0.5
         positions = ops.where(real, positions, ops.zeros_like(positions))
         return ops.concatenate([inputs, positions], axis=-1)
@@ -246,9 +262,7 @@ class InkRaster(keras.layers.Layer):
         steps = _real_steps(ink, real)  # (batch, time, 2)
         ends = ops.cumsum(steps, axis=1)  # each step's end, from the first point at 0
         starts = ends - steps
-        far = ops.full_like(ends, 1e9)
-        lowest = ops.minimum(ops.min(ops.where(real, ends, far), axis=1), 0.0)  # (batch, 2)
-        highest = ops.maximum(ops.max(ops.where(real, ends, -far), axis=1), 0.0)
+        lowest, highest = _bounds(ends, real)  # (batch, 2) each
         if log_aspect is None:
             stretch = ops.ones_like(lowest)  # (batch, 2)
         else:
@@ -295,8 +309,7 @@ class MeanProbabilities(keras.layers.Layer):
     """Several (batch, classes) logits -> the logits of their mean class probabilities."""
 
     def call(self, logits):
-        mean = ops.mean(ops.stack([ops.softmax(each) for each in logits]), axis=0)
-        return ops.log(ops.maximum(mean, np.finfo(np.float32).tiny))
+        return _log_of_mean(ops.stack([ops.softmax(each) for each in logits]))
 
     def compute_output_spec(self, logits):
         return keras.KerasTensor(logits[0].shape, dtype=logits[0].dtype)
@@ -450,9 +463,7 @@ def averaged_logits(logits_fn, features: dict, views: int):
     flat = {name: tf.tile(value, [views]) for name, value in features.items() if name != INK}
     flat[INK] = tf.reshape(ink, [views * batch, time, schema.INK_COLUMNS])
     probabilities = tf.nn.softmax(logits_fn(flat))  # (views * batch, classes)
-    mean = tf.reduce_mean(tf.reshape(probabilities, [views, batch, -1]), axis=0)
-    # A class no view gives any probability keeps a finite logit.
-    return tf.math.log(tf.maximum(mean, np.finfo(np.float32).tiny))
+    return _log_of_mean(tf.reshape(probabilities, [views, batch, -1]))
 
 
 def _fused_lstm(cell, steps, lengths, reverse):
