@@ -83,6 +83,7 @@ def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
                 BATCH_SIZE,
                 training=True,
                 augment_fn=train.load_augment_fn(config),
+                image_fn=train.load_image_fn(config),
                 log_aspect=config.aspect_ratio,
             )
 

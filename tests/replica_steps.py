@@ -28,8 +28,9 @@ BATCHES = 3
 MAX_LENGTH = 30
 
 
-def make_batches(batch_size: int) -> tf.data.Dataset:
-    """`BATCHES` batches of random strokes of 5 to 29 points, right-padded, random labels."""
+def make_batches(batch_size: int, raster: bool) -> tf.data.Dataset:
+    """`BATCHES` batches of random strokes of 5 to 29 points, right-padded, random labels;
+    with `raster`, the image branch's batches too: the same drawings in another order."""
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, MAX_LENGTH, (BATCHES, batch_size)).astype(np.int32)
     # (batches, batch, time, 3)
@@ -39,7 +40,14 @@ def make_batches(batch_size: int) -> tf.data.Dataset:
         ink[batch, row, :length, :2] = rng.normal(0.0, 0.1, (length, 2))
         ink[batch, row, length - 1, 2] = 1.0
     labels = rng.integers(0, NUM_CLASSES, (BATCHES, batch_size)).astype(np.int64)
-    return tf.data.Dataset.from_tensor_slices(({"ink": ink, "lengths": lengths}, labels))
+    features = {"ink": ink, "lengths": lengths}
+    if raster:
+        order = rng.permutation(batch_size)
+        mask = np.arange(MAX_LENGTH) < lengths[..., None]  # (batches, batch, time)
+        images = [model_lib.InkRaster()(ink[b][order], mask[b][order]) for b in range(BATCHES)]
+        features[model_lib.IMAGE] = np.stack([np.asarray(image) for image in images])
+        features[model_lib.IMAGE_LABELS] = labels[:, order]
+    return tf.data.Dataset.from_tensor_slices((features, labels))
 
 
 def run(strategy, config, batches) -> dict:
@@ -66,7 +74,7 @@ def main(argv) -> None:
         keras.config.set_floatx("float64")
         flags = flags[1:]
     config = config_lib.parse_flags(flags)
-    batches = make_batches(config.batch_size)
+    batches = make_batches(config.batch_size, config.raster)
     runs = {
         "one": run(tf.distribute.get_strategy(), config, batches),
         "two": run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), config, batches),

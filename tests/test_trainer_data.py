@@ -9,8 +9,10 @@ import pytest
 import tensorflow as tf
 from trainer_fixtures import CATEGORIES, read_drawings, write_tfrecords
 
+from pipeline import ink as ink_math
 from pipeline import schema
-from trainer import data
+from trainer import augment, data
+from trainer import model as model_lib
 
 TRAIN, EVAL = 24, 8
 
@@ -183,13 +185,56 @@ def test_augment_hook_may_shorten_drawings(records):
         assert after["ink"].shape == before["ink"].shape
 
 
+def test_image_hook_gives_a_batch_of_its_own_in_random_order(records):
+    def length_and_seed(ink, log_aspect, seed):
+        return tf.stack([tf.cast(tf.shape(ink)[0], tf.int64), seed[1], seed[0]])
+
+    pattern = f"{records}/training.tfrecord-*"
+    plain = data.dataset(pattern, 8, training=True)
+    both = data.dataset(pattern, 8, training=True, image_fn=length_and_seed, log_aspect=True)
+    spreads, image_spreads, drawing_seeds, label_counts = [], [], set(), collections.Counter()
+    for (before, labels), (after, same_labels) in zip(plain.take(6), both.take(6)):
+        np.testing.assert_array_equal(labels, same_labels)  # the recurrent branch's batch
+        np.testing.assert_array_equal(after["ink"], before["ink"])
+        made = after["image"].numpy()  # (8, 3): what image_fn made of each drawing
+        assert after["image_labels"].shape == (8,)
+        spreads.append(np.ptp(before["lengths"]) / before["lengths"].numpy().max())
+        image_spreads.append(np.ptp(made[:, 0]) / made[:, 0].max())
+        drawing_seeds.update(made[:, 1].tolist())
+        assert len(set(made[:, 2].tolist())) == 1  # one stream's seed, distinct per drawing
+        label_counts.update(after["image_labels"].numpy().tolist())
+    assert len(drawing_seeds) == 6 * 8
+    # Bucketed by length, the recurrent batches hold drawings of about one length; the
+    # images' drawings come in random order, of all lengths, of every category.
+    assert max(spreads) < 0.1 < min(image_spreads)
+    assert len(label_counts) == len(CATEGORIES)
+
+
 def test_augment_flag_hooks_in_trainer_augment():
-    from trainer import augment, train
+    from trainer import train
     from trainer.config import parse_flags
 
     flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
     assert train.load_augment_fn(parse_flags(flags)) is None
     assert train.load_augment_fn(parse_flags(flags + ["--augment"])) is augment.training_batch
+    assert train.load_image_fn(parse_flags(flags + ["--augment"])) is None
+
+
+def test_image_flags_hook_in_the_raster_with_image_batch():
+    from trainer import train
+    from trainer.config import parse_flags
+
+    flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+    ink = tf.constant(ink_math.ink_from_strokes([[[0, 40, 80], [0, 60, 10]], [[5, 5], [0, 90]]]))
+    seed = tf.constant([3, 4], tf.int64)
+    plain = train.load_image_fn(parse_flags(flags + ["--raster"]))(ink, None, seed)
+    mask = tf.ones([1, ink.shape[0]], tf.bool)
+    np.testing.assert_array_equal(plain, model_lib.InkRaster()(ink[None], mask)[0])
+    augmented = train.load_image_fn(parse_flags(flags + ["--raster", "--augment"]))
+    image = augmented(ink, None, seed)
+    expected = model_lib.InkRaster()(augment.image_batch(ink[None], [ink.shape[0]], seed), mask)
+    np.testing.assert_array_equal(image, expected[0])
+    assert np.abs(np.asarray(image) - np.asarray(plain)).max() > 0  # it did distort
 
 
 def test_no_files_is_a_clear_error(tmp_path):

@@ -295,11 +295,25 @@ def test_raster_branch_is_a_second_classifier_averaged_in():
     assert model.count_params() == plain + convolutions + dense
 
     batch = random_batch([12, 5, 30], time=30, seed=3)
-    recurrent, image = model_lib.branch_logits(model)(inputs_of(model, batch), training=False)
+    inputs = inputs_of(model, batch)
+    mask = np.arange(30) < batch["lengths"][:, None]
+    image_of = model.get_layer("raster")
+    own_images = {
+        model_lib.IMAGE: np.asarray(image_of(batch["ink"], mask, inputs.get(model_lib.LOG_ASPECT)))
+    }
+    branches = model_lib.branch_logits(model)
+    recurrent, image = branches({**inputs, **own_images}, training=False)
     mean = (keras.ops.softmax(recurrent) + keras.ops.softmax(image)) / 2
-    logits = model(inputs_of(model, batch), training=False)
+    logits = model(inputs, training=False)
     np.testing.assert_allclose(np.log(np.asarray(mean)), np.asarray(logits), atol=1e-5)
     assert np.abs(np.asarray(recurrent) - np.asarray(image)).max() > 1e-3
+
+    # In training the image branch reads a batch of its own (trainer.data's images): other
+    # images change only the image's logits.
+    other = {model_lib.IMAGE: own_images[model_lib.IMAGE][::-1]}
+    recurrent_again, other_image = branches({**inputs, **other}, training=False)
+    np.testing.assert_allclose(np.asarray(recurrent_again), np.asarray(recurrent), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(other_image), np.asarray(image)[::-1], atol=1e-5)
     # Without --raster, the one branch is the model's own output.
     model = model_lib.build_model(tiny_config(), num_classes=7)
     (only,) = keras.tree.flatten(model_lib.branch_logits(model)(inputs_of(model, batch)))

@@ -207,18 +207,25 @@ def test_each_branch_learns_on_its_own_loss():
     batch, lengths = export.pad_points(inks)
     features = {"ink": batch, "lengths": lengths}
     labels = np.int64([0, 1, 2, 3])
+    # The image branch's own batch: the same drawings in another order.
+    order = [2, 0, 3, 1]
+    mask = np.arange(batch.shape[1]) < lengths[:, None]
+    image = np.asarray(model.get_layer("raster")(batch[order], mask[order]))
+    images = {model_lib.IMAGE: image}
 
-    def cross_entropy(logits):
+    def cross_entropy(logits, labels=labels):
         losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         return float(np.mean(losses))
 
-    recurrent, image = model_lib.branch_logits(model)(features, training=True)
-    both = cross_entropy(recurrent) + cross_entropy(image)
+    recurrent, image = model_lib.branch_logits(model)({**features, **images}, training=True)
+    # Each branch against its own batch's labels.
+    both = cross_entropy(recurrent) + cross_entropy(image, labels[order])
     averaged = cross_entropy(model(features, training=True))
     train_steps = train.make_train_steps(
         tf.distribute.get_strategy(), model, optimizer, config, len(CATEGORIES)
     )
-    batches = iter(tf.data.Dataset.from_tensors((features, labels)).repeat())
+    step_features = {**features, **images, model_lib.IMAGE_LABELS: labels[order]}
+    batches = iter(tf.data.Dataset.from_tensors((step_features, labels)).repeat())
     loss = float(train_steps(batches, tf.constant(1)))
     assert loss == pytest.approx(both, rel=1e-5)
     assert abs(loss - averaged) > 0.5

@@ -287,6 +287,30 @@ def training_batch(ink, lengths, seed, config: AugmentConfig = AugmentConfig()):
     return augment_batch(ink, lengths, distort_seed, config), lengths
 
 
+# What `image_batch` keeps of `augment_batch`: the linear map and the jitter, not the
+# changes to the strokes' order, direction or number.
+IMAGE = AugmentConfig(stroke_reversal=0.0, stroke_order=0.0, stroke_split=0.0, stroke_join=0.0)
+
+
+def image_batch(ink, lengths, seed):
+    """What `--augment` gives `--raster`'s image branch (`trainer.model.training_image_fn`),
+    apart from `training_batch`: the whole drawing (no cuts), its strokes in the order and
+    direction they were drawn, under `augment_batch`'s linear map and jitter. The image's
+    second channel holds when each pixel was drawn, so strokes put in another order would
+    be noise there, and a drawing cut short is another picture, where the recurrent branch
+    reads it as a drawing stopped early.
+
+    Args:
+      ink, lengths: as for `augment_batch`.
+      seed: an integer tensor of shape (2,); equal seeds give equal results.
+
+    Returns:
+      (batch, time, 3) float32: the distorted ink; the lengths stay as they were.
+    """
+    seed = _int64_seed(seed, "seed must be an integer tensor of shape (2,)")
+    return augment_batch(ink, lengths, seed, IMAGE)
+
+
 def _checked(ink, lengths, seed_or_generator):
     """The ink as float32 (a clear error unless it is (batch, time, 3)), the lengths as int32,
     and the source of the random draws."""

@@ -196,6 +196,7 @@ def dataset(
     num_shards: int = 1,
     shard_index: int = 0,
     augment_fn=None,
+    image_fn=None,
     log_aspect: bool = False,
 ) -> tf.data.Dataset:
     """The trainer's input: batches bucketed by length.
@@ -211,6 +212,13 @@ def dataset(
         (training only), e.g. `trainer.augment.training_batch`; it may shorten drawings
         but keeps the batch's shape. `seed` is a (2,) int64 tensor, distinct for every
         batch, for stateless random ops.
+      image_fn: `image_fn(ink, log_aspect, seed) -> image` for one drawing (training only;
+        `trainer.model.training_image_fn`, for `--raster`): each batch's features then also
+        hold `IMAGE`, a batch of images of other drawings, in random order rather than
+        bucketed by length, with their class indices as `IMAGE_LABELS`. Batches of one
+        length bucket are far from a random sample of the categories; the image branch,
+        whose images all have one size, has no need of them, and its batch norm learned
+        statistics from them that evaluation's drawings do not share (docs/accuracy.md).
       log_aspect: also read each drawing's `log_aspect` (`--aspect_ratio`).
     """
     pools = _records(
@@ -224,7 +232,33 @@ def dataset(
     batches = batches.map(_padded(batch_size if training else None), tf.data.AUTOTUNE)
     if training and augment_fn is not None:
         batches = _augmented(batches, augment_fn, seed, shard_index)
+    if training and image_fn is not None:
+        images = _images(pattern, batch_size, image_fn, seed, num_shards, shard_index, log_aspect)
+        batches = tf.data.Dataset.zip(batches, images).map(_with_images)
     return _without_autotune_thread(batches.prefetch(tf.data.AUTOTUNE))
+
+
+def _images(pattern, batch_size, image_fn, seed, num_shards, shard_index, log_aspect):
+    """Batches of (images, class indices) from `image_fn` on drawings in random order."""
+    records = _records(
+        pattern, training=True, seed=seed + 1, num_shards=num_shards, shard_index=shard_index
+    )
+    parse = _parser(log_aspect)
+    stream = tf.cast(seed * 1000003 + shard_index, tf.int64)
+
+    def image(index, serialized):
+        features, label = parse(serialized)
+        drawing_seed = tf.stack([stream, -1 - index])  # apart from _augmented's batch seeds
+        ink, log_aspect = features[model_lib.INK], features.get(model_lib.LOG_ASPECT)
+        return image_fn(ink, log_aspect, drawing_seed), label
+
+    images = records.enumerate().map(image, num_parallel_calls=tf.data.AUTOTUNE)
+    return images.batch(batch_size, drop_remainder=True)
+
+
+def _with_images(batch, images):
+    (features, labels), (image, image_labels) = batch, images
+    return {**features, model_lib.IMAGE: image, model_lib.IMAGE_LABELS: image_labels}, labels
 
 
 def _pool_parser(log_aspect: bool):

@@ -34,6 +34,10 @@ from trainer.config import Config
 INK = schema.INK  # model input: (batch, time, 3) ink, right-padded with zeros
 LENGTHS = "lengths"  # model input: (batch,) int32 rows of ink per drawing
 LOG_ASPECT = schema.LOG_ASPECT  # model input with --aspect_ratio: (batch,) float32
+# Training inputs with --raster: the image branch's own batch of images (`branch_logits`)
+# and their class indices (`trainer.data.dataset`'s `image_fn`).
+IMAGE = "image"
+IMAGE_LABELS = "image_labels"
 
 
 @keras.saving.register_keras_serializable(package="trainer")
@@ -393,13 +397,47 @@ def branch_logits(model: keras.Model) -> keras.Model:
     """The model that training steps: the same layers and weights as `model`, returning each
     branch's logits as a list, so that each branch learns from a loss of its own (the
     recurrent branch and, with `--raster`, the image branch); `model` returns the logits
-    of their mean probabilities."""
+    of their mean probabilities.
+
+    With `--raster` its inputs also hold `IMAGE`, the image branch's own batch of images
+    (`InkRaster`'s), which need not show the drawings of the recurrent branch's batch:
+    training gives it drawings in random order, not bucketed by length (`trainer.data`).
+    """
     names = [layer.name for layer in model.layers]
-    if "mean_probabilities" in names:
-        outputs = list(model.get_layer("mean_probabilities").input)
-    else:
-        outputs = [model.output]
-    return keras.Model(model.inputs, outputs, name="branches")
+    if "mean_probabilities" not in names:
+        return keras.Model(model.inputs, [model.output], name="branches")
+    recurrent = keras.Model(
+        model.inputs, model.get_layer("mean_probabilities").input[0], name="recurrent"
+    )
+    inputs = {
+        name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+        for name, tensor in model.input.items()
+    }
+    inputs[IMAGE] = keras.Input(shape=model.get_layer("raster").output.shape[1:], name=IMAGE)
+    recurrent_logits = recurrent({name: inputs[name] for name in model.input})
+    image_logits = model.get_layer("raster_network")(inputs[IMAGE])
+    return keras.Model(inputs, [recurrent_logits, image_logits], name="branches")
+
+
+def training_image_fn(config: Config, augment_fn=None):
+    """With `--raster`, the function that makes the image branch's training input from one
+    drawing: `image_fn(ink (time, 3), log_aspect or None, seed (2,)) -> (size, size, 2)`,
+    `augment_fn(ink, lengths, seed) -> ink` applied to the ink first when given
+    (`trainer.augment.image_batch`); None without `--raster`. For `trainer.data.dataset`."""
+    if not config.raster:
+        return None
+    raster = InkRaster(name="training_raster")
+
+    def image_fn(ink, log_aspect, seed):
+        ink = ink[None]  # (1, time, 3)
+        lengths = tf.shape(ink)[1:2]
+        if augment_fn is not None:
+            ink = augment_fn(ink, lengths, seed)
+        mask = tf.sequence_mask(lengths, tf.shape(ink)[1])
+        log_aspect = None if log_aspect is None or not config.aspect_ratio else log_aspect[None]
+        return raster(ink, mask, log_aspect)[0]
+
+    return image_fn
 
 
 def inference_logits(model: keras.Model, config: Config, ink, lengths, log_aspect=None):

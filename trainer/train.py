@@ -100,27 +100,41 @@ def load_augment_fn(config: Config):
     return augment.training_batch if config.augment else None
 
 
+def load_image_fn(config: Config):
+    """With `--raster`, what makes the image branch's training images from a drawing
+    (`trainer.model.training_image_fn`), through `trainer.augment.image_batch` when
+    `--augment` is on; else None."""
+    return model_lib.training_image_fn(config, augment.image_batch if config.augment else None)
+
+
 def make_train_steps(strategy, model, optimizer, config: Config, num_classes: int):
     """A tf.function that runs `num_steps` training steps from a (distributed) iterator and
     returns their mean loss."""
     replicas = strategy.num_replicas_in_sync
     branches = model_lib.branch_logits(model)  # the same weights, each branch's logits
 
+    def smoothed(labels):
+        targets = tf.one_hot(labels, num_classes)
+        if config.label_smoothing:
+            targets = targets * (1 - config.label_smoothing) + config.label_smoothing / num_classes
+        return targets
+
     def replica_step(features, labels):
-        labels = data.checked_labels(labels, num_classes)
+        features = dict(features)
+        # Each branch's labels: with --raster the image branch has a batch of its own.
+        branch_labels = [labels]
+        if config.raster:
+            branch_labels.append(features.pop(model_lib.IMAGE_LABELS))
+        branch_labels = [data.checked_labels(each, num_classes) for each in branch_labels]
         with tf.GradientTape() as tape:
-            targets = tf.one_hot(labels, num_classes)
-            if config.label_smoothing:
-                targets = targets * (1 - config.label_smoothing) + (
-                    config.label_smoothing / num_classes
-                )
             # Each branch learns on its own loss; their sum is the step's loss.
+            logits = tf.nest.flatten(branches(features, training=True))
             losses = tf.add_n(
                 [
-                    tf.nn.softmax_cross_entropy_with_logits(targets, logits)  # (batch,)
-                    for logits in tf.nest.flatten(branches(features, training=True))
+                    tf.nn.softmax_cross_entropy_with_logits(smoothed(each), each_logits)
+                    for each, each_logits in zip(branch_labels, logits)
                 ]
-            )
+            )  # (batch,)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
         gradients = tape.gradient(loss, model.trainable_variables)
         # Clip by the norm of the whole batch's gradient, summed over all replicas (Keras's
@@ -389,6 +403,7 @@ def _train_loop(
             num_shards=context.num_input_pipelines,
             shard_index=context.input_pipeline_id,
             augment_fn=augment_fn,
+            image_fn=load_image_fn(config),
             log_aspect=config.aspect_ratio,
         )
 
