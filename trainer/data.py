@@ -12,7 +12,9 @@ works on whole pools (`_Buckets`), at about eight times its speed.
 
 Every element is `({"ink": (batch, time, 3) float32, "lengths": (batch,) int32},
 class_index (batch,) int64)`, the ink right-padded with zeros; with `log_aspect=True` the
-features also hold `"log_aspect": (batch,) float32`.
+features also hold `"log_aspect": (batch,) float32`, and with an `image_fn` (`--raster`, in
+training) `"image": (batch, 32, 32, 2)` and `"image_labels": (batch,) int64`, the image
+branch's own batch.
 """
 
 from __future__ import annotations
