@@ -210,16 +210,15 @@ def test_each_branch_learns_on_its_own_loss():
     # The image branch's own batch: the same drawings in another order.
     order = [2, 0, 3, 1]
     mask = np.arange(batch.shape[1]) < lengths[:, None]
-    image = np.asarray(model.get_layer("raster")(batch[order], mask[order]))
-    images = {model_lib.IMAGE: image}
+    images = {model_lib.IMAGE: np.asarray(model.get_layer("raster")(batch[order], mask[order]))}
 
     def cross_entropy(logits, labels=labels):
         losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         return float(np.mean(losses))
 
-    recurrent, image = model_lib.branch_logits(model)({**features, **images}, training=True)
+    recurrent, image_logits = model_lib.branch_logits(model)({**features, **images}, training=True)
     # Each branch against its own batch's labels.
-    both = cross_entropy(recurrent) + cross_entropy(image, labels[order])
+    both = cross_entropy(recurrent) + cross_entropy(image_logits, labels[order])
     averaged = cross_entropy(model(features, training=True))
     train_steps = train.make_train_steps(
         tf.distribute.get_strategy(), model, optimizer, config, len(CATEGORIES)
