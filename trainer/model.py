@@ -406,17 +406,12 @@ def branch_logits(model: keras.Model) -> keras.Model:
     names = [layer.name for layer in model.layers]
     if "mean_probabilities" not in names:
         return keras.Model(model.inputs, [model.output], name="branches")
-    recurrent = keras.Model(
-        model.inputs, model.get_layer("mean_probabilities").input[0], name="recurrent"
+    image = keras.Input(shape=model.get_layer("raster").output.shape[1:], name=IMAGE)
+    recurrent_logits = model.get_layer("mean_probabilities").input[0]
+    image_logits = model.get_layer("raster_network")(image)
+    return keras.Model(
+        {**model.input, IMAGE: image}, [recurrent_logits, image_logits], name="branches"
     )
-    inputs = {
-        name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
-        for name, tensor in model.input.items()
-    }
-    inputs[IMAGE] = keras.Input(shape=model.get_layer("raster").output.shape[1:], name=IMAGE)
-    recurrent_logits = recurrent({name: inputs[name] for name in model.input})
-    image_logits = model.get_layer("raster_network")(inputs[IMAGE])
-    return keras.Model(inputs, [recurrent_logits, image_logits], name="branches")
 
 
 def training_image_fn(config: Config, augment_fn=None):
