@@ -31,9 +31,10 @@ cuts first and distorts the rest.
 Everything is TensorFlow ops on tensors of any batch size and length, so the functions run
 inside `tf.data.Dataset.map` or a `tf.function`.
 
-`prediction_views` uses the distortions of `augment_batch` at half strength, with a fixed
-seed, to give evaluation and the serving model several views of each drawing
-(`--test_time_views`); every view holds the whole drawing (no cuts).
+`prediction_views` uses `image_batch`'s distortions (the linear map and jitter of
+`augment_batch`) at half strength, with a fixed seed, to give evaluation and the serving
+model several views of each drawing (`--test_time_views`); every view holds the whole
+drawing (no cuts), its strokes in the order and direction they were drawn.
 """
 
 from __future__ import annotations
@@ -423,8 +424,12 @@ def _shuffle_strokes(points, stroke_of_point, lengths, shuffled, stroke_keys):
 
 
 # The views `--test_time_views` averages over: half the training strengths, so that each
-# view is a drawing the model could have been trained on, not one at the edge of it.
-TEST_TIME = AugmentConfig().scaled(0.5)
+# view is a drawing the model could have been trained on, not one at the edge of it, and
+# only the distortions of `image_batch`: strokes in another order or direction change what
+# the image branch (`--raster`) reads in its second channel, and made its views worse than
+# the drawing alone, where the recurrent branch scored the same either way
+# (docs/accuracy.md, "Views that keep the strokes' order").
+TEST_TIME = IMAGE.scaled(0.5)
 _TEST_TIME_SEED = (20261122, 0)
 
 

@@ -383,8 +383,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--test_time_views",
         type=_positive_int,
         help="average the class probabilities over N views of each drawing, in evaluation "
-        "and in the exported model: the drawing and N - 1 copies distorted at half the "
-        "--augment strengths with a fixed seed; 1: the drawing alone (1)",
+        "and in the exported model: the drawing and N - 1 copies under half the --augment "
+        "strengths of its linear map and jitter, strokes as drawn, with a fixed seed; 1: "
+        "the drawing alone (1)",
     )
     return parser
 
