@@ -282,7 +282,7 @@ def test_raster_keeps_the_drawings_proportions():
     assert lit(raster_of(wide, with_aspect=False)) == square(2, 29, 2, 29)
 
 
-def test_raster_branch_is_a_second_classifier_averaged_in():
+def test_raster_branch_is_a_second_classifier_combined_in():
     model = model_lib.build_model(tiny_config("--raster"), num_classes=7)
     plain = model_lib.build_model(tiny_config(), num_classes=7).count_params()
     convolutions = 0
@@ -303,9 +303,11 @@ def test_raster_branch_is_a_second_classifier_averaged_in():
     }
     branches = model_lib.branch_logits(model)
     recurrent, image = branches({**inputs, **own_images}, training=False)
-    mean = (keras.ops.softmax(recurrent) + keras.ops.softmax(image)) / 2
+    # The geometric mean of the two branches' probabilities, normalized.
+    product = np.sqrt(np.asarray(keras.ops.softmax(recurrent) * keras.ops.softmax(image)))
+    mean = product / product.sum(axis=-1, keepdims=True)
     logits = model(inputs, training=False)
-    np.testing.assert_allclose(np.log(np.asarray(mean)), np.asarray(logits), atol=1e-5)
+    np.testing.assert_allclose(np.log(mean), np.asarray(logits), atol=1e-5)
     assert np.abs(np.asarray(recurrent) - np.asarray(image)).max() > 1e-3
 
     # In training the image branch reads a batch of its own (trainer.data's images): other
