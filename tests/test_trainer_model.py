@@ -305,9 +305,9 @@ def test_raster_branch_is_a_second_classifier_combined_in():
     recurrent, image = branches({**inputs, **own_images}, training=False)
     # The geometric mean of the two branches' probabilities, normalized.
     product = np.sqrt(np.asarray(keras.ops.softmax(recurrent) * keras.ops.softmax(image)))
-    mean = product / product.sum(axis=-1, keepdims=True)
+    geometric_mean = product / product.sum(axis=-1, keepdims=True)
     logits = model(inputs, training=False)
-    np.testing.assert_allclose(np.log(mean), np.asarray(logits), atol=1e-5)
+    np.testing.assert_allclose(np.log(geometric_mean), np.asarray(logits), atol=1e-5)
     assert np.abs(np.asarray(recurrent) - np.asarray(image)).max() > 1e-3
 
     # In training the image branch reads a batch of its own (trainer.data's images): other
