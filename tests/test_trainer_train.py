@@ -195,7 +195,7 @@ def test_export_alone_classifies_in_a_process_without_the_project(run, tmp_path)
 
 def test_each_branch_learns_on_its_own_loss():
     """With --raster a step minimizes the sum of the two branches' cross-entropies, not the
-    cross-entropy of their averaged prediction, so that each branch learns to classify alone."""
+    cross-entropy of their combined prediction, so that each branch learns to classify alone."""
     flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
     flags += [*TINY_FLAGS, "--raster", "--dropout=0", "--batch_size=4"]
     config = config_lib.parse_flags(flags)
@@ -219,7 +219,7 @@ def test_each_branch_learns_on_its_own_loss():
     recurrent, image_logits = model_lib.branch_logits(model)({**features, **images}, training=True)
     # Each branch against its own batch's labels.
     both = cross_entropy(recurrent) + cross_entropy(image_logits, labels[order])
-    averaged = cross_entropy(model(features, training=True))
+    combined = cross_entropy(model(features, training=True))
     train_steps = train.make_train_steps(
         tf.distribute.get_strategy(), model, optimizer, config, len(CATEGORIES)
     )
@@ -227,4 +227,4 @@ def test_each_branch_learns_on_its_own_loss():
     batches = iter(tf.data.Dataset.from_tensors((step_features, labels)).repeat())
     loss = float(train_steps(batches, tf.constant(1)))
     assert loss == pytest.approx(both, rel=1e-5)
-    assert abs(loss - averaged) > 0.5
+    assert abs(loss - combined) > 0.5

@@ -331,8 +331,8 @@ def make_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         help="add a 2-D convolutional branch that reads the drawing rendered as a 32 x 32 image; "
-        "the prediction averages its class probabilities with the recurrent branch's; in "
-        "training it reads drawings of its own, in random order (false)",
+        "the prediction is the geometric mean of its class probabilities and the recurrent "
+        "branch's; in training it reads drawings of its own, in random order (false)",
     )
 
     training = parser.add_argument_group("training")

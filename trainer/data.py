@@ -240,13 +240,20 @@ def dataset(
     return _without_autotune_thread(batches.prefetch(tf.data.AUTOTUNE))
 
 
+def _seed_stream(seed: int, shard_index: int):
+    """The first half of every stateless seed one input pipeline draws: distinct per
+    `--seed` and per shard, so workers never draw alike. `_augmented` numbers its batches
+    0, 1, ... in the second half, `_images` its drawings -1, -2, ...."""
+    return tf.cast(seed * 1000003 + shard_index, tf.int64)
+
+
 def _images(pattern, batch_size, image_fn, seed, num_shards, shard_index, log_aspect):
     """Batches of (images, class indices) from `image_fn` on drawings in random order."""
     records = _records(
         pattern, training=True, seed=seed + 1, num_shards=num_shards, shard_index=shard_index
     )
     parse = _parser(log_aspect)
-    stream = tf.cast(seed * 1000003 + shard_index, tf.int64)
+    stream = _seed_stream(seed, shard_index)
 
     def image(index, serialized):
         features, label = parse(serialized)
@@ -396,7 +403,7 @@ def _without_autotune_thread(dataset: tf.data.Dataset) -> tf.data.Dataset:
 def _augmented(batches, augment_fn, seed, shard_index):
     def augment(index, batch):
         features, labels = batch
-        batch_seed = tf.stack([tf.cast(seed * 1000003 + shard_index, tf.int64), index])
+        batch_seed = tf.stack([_seed_stream(seed, shard_index), index])
         lengths = features[model_lib.LENGTHS]
         ink, new_lengths = augment_fn(features[model_lib.INK], lengths, batch_seed)
         new_lengths = tf.cast(new_lengths, lengths.dtype)
