@@ -8,6 +8,7 @@ FROM python:3.11-slim
 
 WORKDIR /app
 COPY setup.py pyproject.toml ./
+COPY quickdraw/ quickdraw/
 COPY pipeline/ pipeline/
 COPY trainer/ trainer/
 # Tuning trials write their metric to CLOUD_ML_HP_METRIC_FILE under /var/hypertune, which an

@@ -45,7 +45,9 @@ setuptools.setup(
     description="Quick, Draw! drawings to sharded TFRecords (Apache Beam) and a "
     "conv + BiLSTM classifier (Keras), locally, on Dataflow and on Vertex AI.",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "trainer", "trainer.*"]),
+    packages=setuptools.find_packages(
+        include=["quickdraw", "quickdraw.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]
+    ),
     package_data={"pipeline": ["public_categories.txt"]},
     install_requires=BASE,
     extras_require={

@@ -162,7 +162,7 @@ def _input(name: str, pattern: str, batch_size: int, in_memory_batches: int = 0)
 def _drawing_of_about(points: int):
     import orjson
 
-    from pipeline import ink
+    from quickdraw import ink
 
     best = None
     for path in sorted(SHARED.glob("*.ndjson"))[:50]:

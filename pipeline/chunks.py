@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 
 COMPACT = "u1"  # integer coordinates in 0..255
 FULL = "<f4"

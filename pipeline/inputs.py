@@ -16,8 +16,8 @@ import google.auth
 from apache_beam.internal.gcp import auth as beam_auth
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import schema
 from pipeline.config import PipelineConfig, UsageError
+from quickdraw import schema
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 

@@ -26,11 +26,13 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline import chunks, schema
-from pipeline import ink as ink_math
+from pipeline import chunks
 from pipeline import stats as stats_lib
 from pipeline.config import PipelineConfig
-from pipeline.drawings import (
+from pipeline.inputs import InputFile
+from quickdraw import ink as ink_math
+from quickdraw import schema
+from quickdraw.drawings import (
     GZIP_DAMAGE,
     REASONS,
     BadLine,
@@ -38,7 +40,6 @@ from pipeline.drawings import (
     convert_lines,
     without_cyclic_gc,
 )
-from pipeline.inputs import InputFile
 
 BATCH_LINES = 1000
 ERROR_TEXT_CHARS = 1000

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from trainer_fixtures import read_drawings, require_shared_quickdraw
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 from trainer.augment import (
     TEST_TIME,
     AugmentConfig,

@@ -33,7 +33,7 @@ DOCKERIGNORE = REPO / ".dockerignore"
 QUICKDRAW = REPO.parent / "shared" / "quickdraw"
 
 # All the image is built from. A COPY of anything else would bake data or secrets in.
-PACKAGE_SOURCES = ("setup.py", "pyproject.toml", "pipeline", "trainer")
+PACKAGE_SOURCES = ("setup.py", "pyproject.toml", "quickdraw", "pipeline", "trainer")
 ENTRYPOINT = ["python", "-m", "trainer"]
 
 _SECRET_NAME = re.compile(
@@ -249,7 +249,7 @@ def test_build_context_leaves_data_outputs_and_secrets_out():
         "trainer/model.pyc",
     ):
         assert is_ignored(path, rules), path
-    for path in ("setup.py", "pyproject.toml", "pipeline/schema.py", "trainer/submit.py"):
+    for path in ("setup.py", "pyproject.toml", "quickdraw/schema.py", "trainer/submit.py"):
         assert not is_ignored(path, rules), path
 
 
@@ -257,7 +257,7 @@ def test_build_context_holds_the_package_and_every_copy_source():
     context = build_context(REPO, dockerignore_rules(DOCKERIGNORE.read_text()))
     outside = sorted(path for path in context if path.split("/")[0] not in PACKAGE_SOURCES)
     assert outside == []
-    assert {"setup.py", "pyproject.toml", "pipeline/schema.py", "trainer/__main__.py"} <= context
+    assert {"setup.py", "pyproject.toml", "quickdraw/schema.py", "trainer/__main__.py"} <= context
     parser = parse_dockerfile(DOCKERFILE.read_text())
     for item in parser.structure:
         if item["instruction"] in ("COPY", "ADD"):
@@ -307,8 +307,8 @@ def records(tmp_path_factory) -> Path:
     """Shards and classes files as the pipeline names them, of real drawings, classes mixed."""
     if not (QUICKDRAW / "simplified").is_dir():
         pytest.skip(f"no real drawings at {QUICKDRAW / 'simplified'} (the shared data folder)")
-    from pipeline import schema
-    from pipeline.drawings import convert_lines
+    from quickdraw import schema
+    from quickdraw.drawings import convert_lines
 
     splits = {"train": [], "eval": []}
     for class_index, category in enumerate(sorted(CATEGORIES)):

@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from pipeline import drawings, ink
+from quickdraw import drawings, ink
 
 
 def _line(**fields) -> bytes:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import schema
 from pipeline.run import main, run
+from quickdraw import schema
 from tests.conftest import REPO, shared_quickdraw_or_skip
 from tests.gcs_emulator import (
     GUARD_LOG_VARIABLE,

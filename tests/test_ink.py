@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench import tutorial_baseline
-from pipeline import ink
+from quickdraw import ink
 
 
 def test_points_from_strokes_marks_the_last_point_of_each_stroke():

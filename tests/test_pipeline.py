@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipeline import ink, schema
 from pipeline.run import main, run
+from quickdraw import ink, schema
 from tests.conftest import REPO
 from tests.test_drawings import BAD_LINES
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import schema
+from quickdraw import schema
 
 
 def _tensorflow_example(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from trainer_fixtures import REPO, TINY_FLAGS, data_flags, trainer_env
 
-from pipeline import schema
+from quickdraw import schema
 from trainer import config as config_lib
 
 REQUIRED = [

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from trainer_fixtures import CATEGORIES, read_drawings, write_tfrecords
 
-from pipeline import ink as ink_math
-from pipeline import schema
+from quickdraw import ink as ink_math
+from quickdraw import schema
 from trainer import augment, data
 from trainer import model as model_lib
 

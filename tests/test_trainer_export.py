@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from trainer_fixtures import SHARED_QUICKDRAW, require_shared_quickdraw
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 from trainer import config as config_lib
 from trainer import export, preprocess
 from trainer import model as model_lib

@@ -15,7 +15,7 @@ from gcs_emulator import GcsEmulator
 from tensorflow_gcs import GOOGLE_APIS, GoogleApisRelay
 from trainer_fixtures import REPO, SIMPLIFIED, TINY_FLAGS, trainer_env, write_tfrecords
 
-from pipeline import schema
+from quickdraw import schema
 
 pytestmark = pytest.mark.slow
 

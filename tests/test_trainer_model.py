@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 from trainer import config as config_lib
 from trainer import model as model_lib
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from trainer_fixtures import REPO, SIMPLIFIED, require_shared_quickdraw, trainer_env
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 from trainer import config as config_lib
 from trainer import export
 from trainer import model as model_lib

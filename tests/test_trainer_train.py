@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from trainer_fixtures import CATEGORIES, SIMPLIFIED, TINY_FLAGS, data_flags, write_tfrecords
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 from trainer import config as config_lib
 from trainer import export, train
 from trainer import model as model_lib

@@ -11,9 +11,10 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import chunks, drawings, schema, transforms
+from pipeline import chunks, transforms
 from pipeline.config import PipelineConfig
 from pipeline.inputs import InputFile
+from quickdraw import drawings, schema
 from tests.test_drawings import BAD_LINES, _line
 
 

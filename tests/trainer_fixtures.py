@@ -1,8 +1,8 @@
 """Helpers for the trainer's tests: TFRecords of real drawings, tiny configurations, and
 `python -m trainer` run as a real process.
 
-The records are written exactly as the pipeline writes them (`pipeline.drawings`,
-`pipeline.schema`), from the real drawings in ../shared/quickdraw; a test that needs them
+The records are written exactly as the pipeline writes them (`quickdraw.drawings`,
+`quickdraw.schema`), from the real drawings in ../shared/quickdraw; a test that needs them
 skips, saying why, when that folder is absent.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import drawings, schema
+from quickdraw import drawings, schema
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_QUICKDRAW = REPO.parent / "shared" / "quickdraw"

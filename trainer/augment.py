@@ -1,7 +1,7 @@
 """Random distortions of the ink, applied to whole padded batches while training.
 
 The model reads each drawing as deltas of its points after the pipeline scaled x and y to
-[0, 1] (`pipeline.ink`). Distorting those deltas directly would drift: a small error in
+[0, 1] (`quickdraw.ink`). Distorting those deltas directly would drift: a small error in
 every step adds up along the drawing. So `augment_batch` works on the points themselves:
 
 1. it recovers each drawing's normalized points by a cumulative sum of the deltas (the
@@ -231,7 +231,7 @@ def truncate_batch(
     A drawing picked with `probability` keeps its first ceil(length * f) rows, f drawn
     uniformly from [shortest, 1], and never fewer than min(length, fewest_rows). Its new
     last row ends a stroke, and its points are scaled back to [0, 1] by their own min and
-    max, as `pipeline.ink.normalize` scales a whole drawing: the result is the ink the
+    max, as `quickdraw.ink.normalize` scales a whole drawing: the result is the ink the
     pipeline writes for the shorter drawing. Other drawings come back as they were. A
     drawing's `log_aspect` is not recomputed (the scaling of `augment_batch` leaves it too).
 
@@ -349,7 +349,7 @@ def _points(ink, lengths):
 
 def _normalized_deltas(points, row_mask, point_mask):
     """(batch, time, 2): the steps between the points, after scaling x and y to [0, 1] by
-    the real points' own min and max (as `pipeline.ink.normalize` does), zero past each
+    the real points' own min and max (as `quickdraw.ink.normalize` does), zero past each
     length."""
     lower, upper = _bounds(points, point_mask)  # (batch, 2) each
     extent = upper - lower

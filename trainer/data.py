@@ -1,7 +1,7 @@
 """tf.data input: TFRecord shards to padded batches of drawings of similar length.
 
 Records are read from a glob with a parallel interleave over the shards, shuffled, and parsed
-with the pipeline's schema (`pipeline.schema.parse_examples`, the one definition of the
+with the pipeline's schema (`quickdraw.schema.parse_examples`, the one definition of the
 features), a pool of `POOL_RECORDS` records at a time. Batches are bucketed by length
 (buckets growing geometrically by `BUCKET_RATIO`), so padding stays a few percent of the
 points fed (`padding_fraction` measures it), where a plain `padded_batch` of shuffled
@@ -24,7 +24,7 @@ import re
 
 import tensorflow as tf
 
-from pipeline import schema
+from quickdraw import schema
 from trainer import model as model_lib
 
 BUCKET_RATIO = 1.1  # each length bucket spans lengths [n, 1.1 n)

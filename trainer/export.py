@@ -36,7 +36,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from pipeline import schema
+from quickdraw import schema
 from trainer import model as model_lib
 from trainer import preprocess
 from trainer.config import Config

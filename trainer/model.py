@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pipeline import schema
+from quickdraw import schema
 from trainer import augment
 from trainer.config import Config
 

@@ -12,7 +12,7 @@ often the model agreed with it: `{"summary": {"drawings": N, "top1": ..., "top3"
 drawings carry the dataset's `recognized` field (whether the game's own model recognized them),
 the summary also holds the same three figures under `recognized` and `unrecognized`.
 Lines that are not valid drawings are reported on stderr with their reason (the pipeline's
-own checks, `pipeline.drawings`) and skipped. Only `model_dir/export/` is read.
+own checks, `quickdraw.drawings`) and skipped. Only `model_dir/export/` is read.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-from pipeline import drawings as drawings_lib  # noqa: E402
-from pipeline import ink as ink_math  # noqa: E402
+from quickdraw import drawings as drawings_lib  # noqa: E402
+from quickdraw import ink as ink_math  # noqa: E402
 
 LINES_PER_CHUNK = 512
 MAX_POINTS = 100000  # longer drawings are reported as bad lines (the pipeline's check)

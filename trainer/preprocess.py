@@ -1,8 +1,8 @@
-"""The pipeline's ink math (`pipeline.ink`) in TensorFlow, on a padded batch, for serving.
+"""The pipeline's ink math (`quickdraw.ink`) in TensorFlow, on a padded batch, for serving.
 
 The exported model takes drawings as users produce them, absolute points, and must feed the
 classifier exactly what the pipeline wrote into the TFRecords. These functions repeat
-`pipeline.ink.normalize`, `pipeline.ink.deltas` and `pipeline.ink.log_aspect` step by step,
+`quickdraw.ink.normalize`, `quickdraw.ink.deltas` and `quickdraw.ink.log_aspect` step by step,
 in float32 and in the same order, so the two agree to the last bit (the logarithm to within
 a rounding step); `tests/test_trainer_export.py` holds them equal on real drawings.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 
 
 def ink_from_points(points, lengths):
@@ -51,7 +51,7 @@ def ink_from_points(points, lengths):
 
 
 def log_aspect_from_points(points, lengths):
-    """`pipeline.ink.log_aspect` of each drawing: log(width / height), each extent floored
+    """`quickdraw.ink.log_aspect` of each drawing: log(width / height), each extent floored
     at `ASPECT_FLOOR` times the larger; 0 when the points coincide (or there are none).
 
     Args:

@@ -5,11 +5,11 @@ Each record is a `tf.train.Example` with the tutorial's features plus `key_id` a
 
 | feature       | type        | shape   | meaning                                        |
 |---------------|-------------|---------|------------------------------------------------|
-| `ink`         | float list  | (n * 3) | the (n, 3) ink of `pipeline.ink`, row-major    |
+| `ink`         | float list  | (n * 3) | the (n, 3) ink of `quickdraw.ink`, row-major    |
 | `shape`       | int64 list  | (2,)    | `[n, 3]`                                       |
 | `class_index` | int64 list  | (1,)    | line number of the category in the classes file |
 | `key_id`      | bytes list  | (1,)    | the drawing's key_id                           |
-| `log_aspect`  | float list  | (1,)    | log(width / height), `pipeline.ink.log_aspect` |
+| `log_aspect`  | float list  | (1,)    | log(width / height), `quickdraw.ink.log_aspect` |
 
 The writer encodes the Example's protobuf wire format directly (a few lines below) rather
 than building a `tf.train.Example`: it keeps TensorFlow, a ~600 MB install, off the
@@ -116,9 +116,9 @@ def encode_drawing_features(ink: np.ndarray, key_id: bytes, log_aspect=None) -> 
     runs once per drawing.
 
     Args:
-      ink: (n, 3) float32, from `pipeline.ink`.
+      ink: (n, 3) float32, from `quickdraw.ink`.
       key_id: the drawing's key_id.
-      log_aspect: from `pipeline.ink.log_aspect`; None leaves the feature out.
+      log_aspect: from `quickdraw.ink.log_aspect`; None leaves the feature out.
     """
     if ink.ndim != 2 or ink.shape[1] != INK_COLUMNS:
         raise ValueError(f"ink must have shape (n, {INK_COLUMNS}), got {ink.shape}")
@@ -150,10 +150,10 @@ def encode_example(ink: np.ndarray, class_index: int, key_id: bytes, log_aspect=
     """Serializes one drawing as a `tf.train.Example`.
 
     Args:
-      ink: (n, 3) float32, from `pipeline.ink`.
+      ink: (n, 3) float32, from `quickdraw.ink`.
       class_index: the category's line in the classes file, >= 0.
       key_id: the drawing's key_id.
-      log_aspect: from `pipeline.ink.log_aspect`; None leaves the feature out.
+      log_aspect: from `quickdraw.ink.log_aspect`; None leaves the feature out.
     """
     return with_class_index(encode_drawing_features(ink, key_id, log_aspect), class_index)
 

@@ -4,7 +4,7 @@
 structure in plain Python, then validates the coordinates of the whole batch with a few
 numpy calls. A line that fails any check comes back as a `BadLine` with one of `REASONS`;
 it never raises. The drawings keep their absolute float32 points, the very numbers the
-tutorial's arithmetic starts from, so that the ink (`pipeline.ink`) can be computed
+tutorial's arithmetic starts from, so that the ink (`quickdraw.ink`) can be computed
 wherever it is cheapest.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 
-from pipeline import ink as ink_math
+from quickdraw import ink as ink_math
 
 # What reading a damaged .gz file of lines raises (cut short, a bad checksum, bad data):
 # readers keep the lines before the damage and report the file.
