@@ -353,3 +353,38 @@ def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]) -> DrawingB
         counts=np.array([len(item[4]) for item in kept], dtype=np.int64),
         points=_points(x_array, y_array, stroke_lengths),
     )
+
+
+# --- One drawing at a time (the server, a user's app) --------------------------------
+
+
+class BadDrawing(ValueError):
+    """A drawing that fails a check; `reason` is a key of REASONS."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason}: {REASONS[reason]}")
+        self.reason = reason
+
+
+def is_raw(strokes) -> bool:
+    """Whether a drawing is in the raw format: its strokes carry a third (time) list."""
+    return any(isinstance(stroke, list) and len(stroke) >= 3 for stroke in strokes)
+
+
+def drawing_points(strokes, max_points: int) -> np.ndarray:
+    """One drawing, an ndjson line's `drawing` value, raw or simplified -> its absolute
+    (n, 3) float32 points in the simplified format, as the model reads them. Raises
+    BadDrawing with the reason of the pipeline's checks."""
+    from quickdraw import simplify
+
+    if not isinstance(strokes, list) or not strokes:
+        raise BadDrawing("missing_drawing")
+    record = {"word": "-", "key_id": "-", "drawing": strokes}
+    try:
+        _, _, _, xs, ys, _ = _structure(record, max_points)
+        _coordinates(xs), _coordinates(ys)
+    except _Reject as reject:
+        raise BadDrawing(reject.reason) from None
+    if is_raw(strokes):
+        strokes = simplify.simplify_strokes(strokes)
+    return ink_math.points_from_strokes(strokes)
