@@ -74,7 +74,9 @@ def test_metrics_cover_the_whole_eval_set(run):
     alone = metrics["single_view"]
     assert set(alone) == {"loss", "top1_accuracy", "top3_accuracy"}
     assert 0 <= alone["top1_accuracy"] <= alone["top3_accuracy"] <= 1
-    assert alone["loss"] != pytest.approx(metrics["loss"], abs=1e-4)
+    # Sixty steps in, the model is close to a uniform guess, so the two losses can differ
+    # by as little as 1e-5 (seen); the same pass twice would agree to float rounding.
+    assert alone["loss"] != pytest.approx(metrics["loss"], abs=1e-6)
 
 
 def test_outputs_follow_the_vertex_layout(run):
