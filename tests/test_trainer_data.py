@@ -83,8 +83,8 @@ def test_batches_are_those_of_tf_data_bucket_by_sequence_length(records, monkeyp
 
     def reference(pattern, batch_size, training):
         return (
-            data._records(pattern, training=training, seed=5, num_shards=1, shard_index=0)
-            .map(data._parser(log_aspect=False))
+            data.read_records(pattern, training=training, seed=5, num_shards=1, shard_index=0)
+            .map(data.parser(log_aspect=False))
             .bucket_by_sequence_length(
                 element_length_func=lambda features, label: features["lengths"],
                 bucket_boundaries=boundaries,
