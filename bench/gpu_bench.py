@@ -65,6 +65,7 @@ def kernel_devices(op: str) -> list[str]:
 def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
     import tensorflow as tf
 
+    from bench import training_speed
     from trainer import config as config_lib
     from trainer import data, train
 
@@ -90,17 +91,17 @@ def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
         # Untimed: a process's first run pays once for what the warm-up steps do not cover
         # (the GPU's kernels compiled, cuDNN's algorithm search, tf.data's threads started);
         # without it the first round's first case ran at a quarter of the others' rate.
-        train.examples_per_second(config, trainer_input(), len(classes), steps=warmup)
+        training_speed.examples_per_second(config, trainer_input(), len(classes), steps=warmup)
         rounds = []
         for _ in range(repeats):
             rounds.append(
                 {
-                    "trainer input": train.examples_per_second(
+                    "trainer input": training_speed.examples_per_second(
                         config, trainer_input(), len(classes), steps=steps, warmup_steps=warmup
                     ),
-                    "in memory": train.examples_per_second(
+                    "in memory": training_speed.examples_per_second(
                         config,
-                        data.in_memory(trainer_input(), steps + warmup),
+                        training_speed.in_memory(trainer_input(), steps + warmup),
                         len(classes),
                         steps=steps,
                         warmup_steps=warmup,
@@ -114,7 +115,7 @@ def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
         )
 
         # The cuDNN check, on the same step the rates above timed; the step then runs.
-        train_steps = train.fresh_train_steps(config, len(classes))
+        train_steps = training_speed.fresh_train_steps(config, len(classes))
         iterator = iter(trainer_input())
         counts = step_op_counts(train_steps, iterator)
         float(train_steps(iterator, tf.constant(2)))

@@ -55,8 +55,9 @@ def _write_records(folder: Path) -> None:
 
 def _measure(folder: Path, repeats: int) -> dict:
     # TensorFlow is imported here, so that `python -m bench --only pipeline` never loads it.
+    from bench import training_speed
     from trainer import config as config_lib
-    from trainer import data, export, model, train
+    from trainer import data, export, model
 
     pattern = str(folder / "training.tfrecord-*")
     classes = data.read_classes(str(folder / "training.tfrecord.classes"))
@@ -79,7 +80,7 @@ def _measure(folder: Path, repeats: int) -> dict:
         # the medians of each round's own ratios.
         rounds = [
             {
-                name: train.examples_per_second(
+                name: training_speed.examples_per_second(
                     config,
                     _input(name, pattern, batch_size, steps + warmup),
                     len(classes),
@@ -96,10 +97,10 @@ def _measure(folder: Path, repeats: int) -> dict:
             results[f"bucketed_over_{name}@{batch_size}"] = statistics.median(
                 r["bucketed"] / r[name] for r in rounds
             )
-        results[f"padding_plain@{batch_size}"] = data.padding_fraction(
-            data.plain_dataset(pattern, batch_size), 100
+        results[f"padding_plain@{batch_size}"] = training_speed.padding_fraction(
+            training_speed.plain_dataset(pattern, batch_size), 100
         )
-        results[f"padding_bucketed@{batch_size}"] = data.padding_fraction(
+        results[f"padding_bucketed@{batch_size}"] = training_speed.padding_fraction(
             data.dataset(pattern, batch_size, training=True), 100
         )
         results[f"input_cpu_us@{batch_size}"] = statistics.median(
@@ -148,14 +149,17 @@ def _input_cpu_per_drawing(pattern: str, batch_size: int, batches: int = 200) ->
 
 
 def _input(name: str, pattern: str, batch_size: int, in_memory_batches: int = 0):
+    from bench import training_speed
     from trainer import data
 
     if name == "plain":
-        return data.plain_dataset(pattern, batch_size)
+        return training_speed.plain_dataset(pattern, batch_size)
     if name == "bucketed":
         return data.dataset(pattern, batch_size, training=True)
     if name == "in_memory":
-        return data.in_memory(data.dataset(pattern, batch_size, training=True), in_memory_batches)
+        return training_speed.in_memory(
+            data.dataset(pattern, batch_size, training=True), in_memory_batches
+        )
     raise ValueError(f"unknown input {name!r}")
 
 

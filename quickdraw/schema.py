@@ -34,6 +34,12 @@ LOG_ASPECT = "log_aspect"
 
 INK_COLUMNS = 3  # x delta, y delta, end_of_stroke
 
+# Batch features: what the parser returns beside the record's own features, and what the
+# model takes (`trainer.data` builds the batches, `trainer.model` names its inputs after them).
+LENGTHS = "lengths"  # (batch,) int32: rows of ink of each drawing
+IMAGE = "image"  # with --raster, in training: the image branch's own (batch, 32, 32, 2) images
+IMAGE_LABELS = "image_labels"  # ... and their (batch,) class indices
+
 # File names, exactly as the tutorial's, so its `--training_data` globs keep working.
 SPLIT_FILE_PREFIXES = {"train": "training.tfrecord", "eval": "eval.tfrecord"}
 CLASSES_SUFFIX = ".classes"
@@ -197,7 +203,7 @@ def parse_examples(serialized, log_aspect: bool = False):
 
     Returns:
       A dict of `ink` (a RaggedTensor of shape (batch, None, 3) for a batch, or a
-      (n, 3) Tensor for a scalar), `length` (int32: n), `class_index` (int64),
+      (n, 3) Tensor for a scalar), `lengths` (int32: n), `class_index` (int64),
       `key_id` (string) and, when `log_aspect` is true, `log_aspect` (float32).
     """
     import tensorflow as tf
@@ -211,7 +217,7 @@ def parse_examples(serialized, log_aspect: bool = False):
         ink = tf.RaggedTensor.from_row_lengths(points, lengths)  # (batch, None, 3)
     return {
         INK: ink,
-        "length": lengths,
+        LENGTHS: lengths,
         CLASS_INDEX: features[CLASS_INDEX][..., 0],
         KEY_ID: features[KEY_ID],
         **({LOG_ASPECT: features[LOG_ASPECT]} if log_aspect else {}),

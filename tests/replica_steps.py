@@ -19,8 +19,11 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402  (after the device configuration)
 
+from quickdraw import schema  # noqa: E402
 from trainer import config as config_lib  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
+from trainer import optimizer as optimizer_lib  # noqa: E402
+from trainer import raster as raster_lib  # noqa: E402
 from trainer import train  # noqa: E402
 
 NUM_CLASSES = 4
@@ -44,9 +47,9 @@ def make_batches(batch_size: int, raster: bool) -> tf.data.Dataset:
     if raster:
         order = rng.permutation(batch_size)
         mask = np.arange(MAX_LENGTH) < lengths[..., None]  # (batches, batch, time)
-        images = [model_lib.InkRaster()(ink[b][order], mask[b][order]) for b in range(BATCHES)]
-        features[model_lib.IMAGE] = np.stack([np.asarray(image) for image in images])
-        features[model_lib.IMAGE_LABELS] = labels[:, order]
+        images = [raster_lib.InkRaster()(ink[b][order], mask[b][order]) for b in range(BATCHES)]
+        features[schema.IMAGE] = np.stack([np.asarray(image) for image in images])
+        features[schema.IMAGE_LABELS] = labels[:, order]
     return tf.data.Dataset.from_tensor_slices((features, labels))
 
 
@@ -56,7 +59,7 @@ def run(strategy, config, batches) -> dict:
     keras.utils.set_random_seed(1)
     with strategy.scope():
         model = model_lib.build_model(config, NUM_CLASSES)
-        optimizer = model_lib.make_optimizer(config)
+        optimizer = optimizer_lib.make_optimizer(config)
         optimizer.build(model.trainable_variables)
     train_steps = train.make_train_steps(strategy, model, optimizer, config, NUM_CLASSES)
     # Each replica steps on its half of every batch.

@@ -14,14 +14,13 @@ from trainer_fixtures import read_drawings, require_shared_quickdraw
 
 from quickdraw import ink as ink_math
 from trainer.augment import (
-    TEST_TIME,
     AugmentConfig,
     augment_batch,
     image_batch,
-    prediction_views,
     training_batch,
     truncate_batch,
 )
+from trainer.views import TEST_TIME, prediction_views
 
 NONE = AugmentConfig(
     scale=0,

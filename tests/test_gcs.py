@@ -192,7 +192,7 @@ def test_gcs_shards_parse_with_tensorflow(gcs_output):
             parsed = schema.parse_examples(serialized)
             ink = parsed["ink"]  # (batch, None, 3)
             assert ink.shape[-1] == 3
-            assert ink.row_lengths().numpy().tolist() == parsed["length"].numpy().tolist()
+            assert ink.row_lengths().numpy().tolist() == parsed[schema.LENGTHS].numpy().tolist()
             # Every drawing's last point ends a stroke.
             last_points = tf.gather(ink.flat_values, ink.row_limits() - 1)
             assert (last_points[:, 2].numpy() == 1.0).all()

@@ -33,7 +33,7 @@ def read_split(output_dir: Path, split: str) -> list[dict]:
                     "shard": path.name,
                     "key_id": parsed["key_id"].numpy().decode(),
                     "class_index": int(parsed["class_index"].numpy()),
-                    "length": int(parsed["length"].numpy()),
+                    "length": int(parsed[schema.LENGTHS].numpy()),
                     "ink": parsed["ink"].numpy(),
                     "log_aspect": parsed["log_aspect"].numpy(),
                 }

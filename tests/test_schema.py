@@ -55,7 +55,7 @@ def test_round_trip_through_the_parser():
     inks = [np.arange(i * 3, dtype=np.float32).reshape(i, 3) / 7 for i in (1, 4, 2)]
     serialized = [schema.encode_example(ink, i, f"key{i}".encode()) for i, ink in enumerate(inks)]
     parsed = schema.parse_examples(tf.constant(serialized))
-    assert parsed["length"].numpy().tolist() == [1, 4, 2]
+    assert parsed[schema.LENGTHS].numpy().tolist() == [1, 4, 2]
     assert parsed["class_index"].numpy().tolist() == [0, 1, 2]
     assert parsed["key_id"].numpy().tolist() == [b"key0", b"key1", b"key2"]
     for ink, parsed_ink in zip(inks, parsed["ink"]):

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from trainer_fixtures import CATEGORIES, read_drawings, write_tfrecords
 
+from bench import training_speed
 from quickdraw import ink as ink_math
 from quickdraw import schema
-from trainer import augment, data
-from trainer import model as model_lib
+from trainer import augment, data, raster
 
 TRAIN, EVAL = 24, 8
 
@@ -64,8 +64,10 @@ def test_training_batches_are_full_bucketed_and_seeded(records):
     times_seen = collections.Counter(seen)
     assert len(times_seen) >= 0.9 * TRAIN * len(CATEGORIES)
     assert max(times_seen.values()) <= 4
-    assert data.padding_fraction(batches, 60) < 0.10
-    assert data.padding_fraction(data.plain_dataset(pattern, 8, seed=3), 60) > 0.25
+    assert training_speed.padding_fraction(batches, 60) < 0.10
+    assert (
+        training_speed.padding_fraction(training_speed.plain_dataset(pattern, 8, seed=3), 60) > 0.25
+    )
     again, _ = drawings_of(data.dataset(pattern, 8, training=True, seed=3).take(60))
     other, _ = drawings_of(data.dataset(pattern, 8, training=True, seed=4).take(60))
     assert again == seen and other != seen
@@ -81,8 +83,8 @@ def test_batches_are_those_of_tf_data_bucket_by_sequence_length(records, monkeyp
 
     def reference(pattern, batch_size, training):
         return (
-            data._records(pattern, training=training, seed=5, num_shards=1, shard_index=0)
-            .map(data._parser(log_aspect=False))
+            data.read_records(pattern, training=training, seed=5, num_shards=1, shard_index=0)
+            .map(data.parser(log_aspect=False))
             .bucket_by_sequence_length(
                 element_length_func=lambda features, label: features["lengths"],
                 bucket_boundaries=boundaries,
@@ -229,10 +231,10 @@ def test_image_flags_hook_in_the_raster_with_image_batch():
     seed = tf.constant([3, 4], tf.int64)
     plain = train.load_image_fn(parse_flags(flags + ["--raster"]))(ink, None, seed)
     mask = tf.ones([1, ink.shape[0]], tf.bool)
-    np.testing.assert_array_equal(plain, model_lib.InkRaster()(ink[None], mask)[0])
+    np.testing.assert_array_equal(plain, raster.InkRaster()(ink[None], mask)[0])
     augmented = train.load_image_fn(parse_flags(flags + ["--raster", "--augment"]))
     image = augmented(ink, None, seed)
-    expected = model_lib.InkRaster()(augment.image_batch(ink[None], [ink.shape[0]], seed), mask)
+    expected = raster.InkRaster()(augment.image_batch(ink[None], [ink.shape[0]], seed), mask)
     np.testing.assert_array_equal(image, expected[0])
     assert np.abs(np.asarray(image) - np.asarray(plain)).max() > 0  # it did distort
 

@@ -11,7 +11,7 @@ from trainer_fixtures import SHARED_QUICKDRAW, require_shared_quickdraw
 
 from quickdraw import ink as ink_math
 from trainer import config as config_lib
-from trainer import export, preprocess
+from trainer import export, tf_ink, views
 from trainer import model as model_lib
 
 CLASSES = ["circle", "hat", "sock"]
@@ -44,7 +44,7 @@ def test_in_graph_preprocessing_equals_the_pipeline_on_real_drawings():
     assert len(strokes) > 250
     points = [ink_math.points_from_strokes(drawing) for drawing in strokes]
     batch, lengths = padded(points, fill=1e6)
-    ink, ink_lengths = preprocess.ink_from_points(batch, lengths)
+    ink, ink_lengths = tf_ink.ink_from_points(batch, lengths)
     ink, ink_lengths = ink.numpy(), ink_lengths.numpy()
     worst = 0.0
     for row, drawing in enumerate(strokes):
@@ -59,7 +59,7 @@ def test_in_graph_aspect_ratio_equals_the_pipeline_on_real_drawings():
     strokes = real_strokes()
     points = [ink_math.points_from_strokes(drawing) for drawing in strokes]
     batch, lengths = padded(points, fill=1e6)
-    served = preprocess.log_aspect_from_points(batch, lengths).numpy()
+    served = tf_ink.log_aspect_from_points(batch, lengths).numpy()
     expected = np.array([ink_math.log_aspect(drawing) for drawing in points])
     assert np.abs(served - expected).max() < 1e-6
     assert np.std(expected) > 0.2  # real drawings: wide and tall ones
@@ -73,7 +73,7 @@ def test_in_graph_aspect_ratio_on_hand_written_edge_cases():
     ]
     points = [ink_math.points_from_strokes(drawing) for drawing in drawings]
     batch, lengths = padded(points + [np.zeros((0, 3), np.float32)], fill=-5.0)
-    served = preprocess.log_aspect_from_points(batch, lengths).numpy()
+    served = tf_ink.log_aspect_from_points(batch, lengths).numpy()
     np.testing.assert_allclose(served, [np.log(255), 0, np.log(25 / 200), 0], atol=1e-6)
 
 
@@ -88,7 +88,7 @@ def test_in_graph_aspect_ratio_on_hand_written_edge_cases():
 def test_in_graph_preprocessing_on_hand_written_edge_cases(drawing):
     points = ink_math.points_from_strokes(drawing)
     batch, lengths = padded([points, np.zeros((9, 3), np.float32)], fill=-5.0)
-    ink, ink_lengths = preprocess.ink_from_points(batch, lengths)
+    ink, ink_lengths = tf_ink.ink_from_points(batch, lengths)
     expected = ink_math.ink_from_strokes(drawing)
     assert int(ink_lengths[0]) == len(expected)
     np.testing.assert_array_equal(ink.numpy()[0, : len(expected)], expected)
@@ -96,7 +96,7 @@ def test_in_graph_preprocessing_on_hand_written_edge_cases(drawing):
 
 def test_a_drawing_with_no_points_gives_zero_ink_not_nan():
     batch, lengths = padded([np.zeros((0, 3), np.float32), np.ones((3, 3), np.float32)])
-    ink, ink_lengths = preprocess.ink_from_points(batch, lengths)
+    ink, ink_lengths = tf_ink.ink_from_points(batch, lengths)
     assert ink_lengths.numpy().tolist() == [0, 2]
     assert np.isfinite(ink.numpy()).all()
 
@@ -202,7 +202,7 @@ def test_serving_averages_the_views_as_evaluation_does(tmp_path):
     ink_batch, ink_lengths = export.pad_points(inks)
     aspects = [ink_math.log_aspect(ink_math.points_from_strokes(s)) for s in strokes]
     features = {"ink": ink_batch, "lengths": ink_lengths, "log_aspect": np.float32(aspects)}
-    logits = model_lib.averaged_logits(
+    logits = views.averaged_logits(
         lambda inputs: model(inputs, training=False), features, config.test_time_views
     )
     # What evaluation scores (the Keras model) is what the export serves (fused kernels).

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from quickdraw import ink as ink_math
+from quickdraw import schema
 from trainer import config as config_lib
+from trainer import layers, raster
 from trainer import model as model_lib
+from trainer import optimizer as optimizer_lib
 
 FLAGS = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
 
@@ -113,7 +116,7 @@ def test_positions_are_the_scaled_points():
         batch[row, : len(ink)] = ink
     lengths = np.array([len(ink) for ink in inks], np.int32)
     mask = np.arange(5)[None, :] < lengths[:, None]
-    out = model_lib.InkPositions()(batch, mask).numpy()
+    out = layers.InkPositions()(batch, mask).numpy()
     np.testing.assert_array_equal(out[..., :3], batch)
     for row, points in enumerate(drawings):
         scaled = ink_math.normalize(points)[1:, :2] - 0.5
@@ -151,7 +154,7 @@ def test_directions_are_unit_steps_and_their_lengths():
         np.float32,
     )
     mask = np.array([[True, True, True], [True, False, False]])
-    out = model_lib.InkDirections()(steps, mask).numpy()
+    out = layers.InkDirections()(steps, mask).numpy()
     np.testing.assert_array_equal(out[..., :3], steps)
     expected = [
         [[1.0, 0.0, 0.5], [-0.6, 0.8, 0.5], [0.0, 0.0, 0.0]],
@@ -163,7 +166,7 @@ def test_directions_are_unit_steps_and_their_lengths():
 def test_aspect_ratio_channel_holds_each_drawings_value_on_its_real_steps():
     steps = np.arange(2 * 4 * 2, dtype=np.float32).reshape(2, 4, 2)
     mask = np.array([[True, True, True, False], [True, False, False, False]])
-    out = model_lib.PerDrawingChannel()(steps, np.array([0.5, -2.0], np.float32), mask).numpy()
+    out = layers.PerDrawingChannel()(steps, np.array([0.5, -2.0], np.float32), mask).numpy()
     np.testing.assert_array_equal(out[..., :2], steps)
     np.testing.assert_array_equal(out[..., 2], [[0.5, 0.5, 0.5, 0], [-2, 0, 0, 0]])
 
@@ -210,14 +213,14 @@ def test_dropout_between_recurrent_layers_drops_in_training_only():
 def test_warmup_then_cosine_schedule():
     config = tiny_config("--learning_rate=0.01", "--warmup_steps=10", "--steps=110")
     config = config_lib.Config(**{**config.__dict__, "lr_schedule": "cosine"})
-    schedule = model_lib.make_optimizer(config).learning_rate  # value at step 0
-    rates = model_lib.WarmupSchedule(0.01, 10, 110, "cosine")
+    schedule = optimizer_lib.make_optimizer(config).learning_rate  # value at step 0
+    rates = optimizer_lib.WarmupSchedule(0.01, 10, 110, "cosine")
     assert float(schedule) == pytest.approx(0.001)
     assert float(rates(4)) == pytest.approx(0.005)
     assert float(rates(9)) == pytest.approx(0.01)
     assert float(rates(60)) == pytest.approx(0.005, rel=1e-5)
     assert float(rates(110)) == pytest.approx(0.0, abs=1e-9)
-    constant = model_lib.WarmupSchedule(0.01, 0, 110, "constant")
+    constant = optimizer_lib.WarmupSchedule(0.01, 0, 110, "constant")
     assert float(constant(0)) == float(constant(100)) == pytest.approx(0.01)
 
 
@@ -226,9 +229,9 @@ def raster_of(strokes, *, with_aspect=True):
     ink = ink_math.ink_from_strokes(strokes)
     padded = np.concatenate([ink, np.full((2, 3), 7.0, np.float32)])[np.newaxis]
     lengths = np.array([len(ink)], np.int32)
-    mask = model_lib.StepMask()(lengths, padded)
+    mask = layers.StepMask()(lengths, padded)
     log_aspect = np.float32([ink_math.log_aspect(ink_math.points_from_strokes(strokes))])
-    layer = model_lib.InkRaster()
+    layer = raster.InkRaster()
     image = layer(padded, mask, log_aspect) if with_aspect else layer(padded, mask)
     return np.asarray(image)[0]  # (size, size, 2)
 
@@ -252,7 +255,7 @@ SQUARE_AND_LINE = [[[0, 100, 100, 0, 0], [0, 0, 100, 100, 0]], [[25, 75], [40, 4
 
 def test_raster_draws_the_pen_down_steps_and_not_the_pen_up_step():
     image = raster_of(SQUARE_AND_LINE)
-    assert image.shape == (model_lib.RASTER_SIZE, model_lib.RASTER_SIZE, 2)
+    assert image.shape == (raster.RASTER_SIZE, raster.RASTER_SIZE, 2)
     line = {(13, c) for c in range(9, 23)}
     # Nothing between the square's last corner (2, 2) and the line's start (13, 9).
     assert lit(image) == square(2, 29, 2, 29) | line
@@ -287,7 +290,7 @@ def test_raster_branch_is_a_second_classifier_combined_in():
     plain = model_lib.build_model(tiny_config(), num_classes=7).count_params()
     convolutions = 0
     channels = 2
-    for filters in model_lib.RASTER_FILTERS:
+    for filters in raster.RASTER_FILTERS:
         for _ in range(2):  # two 3 x 3 convolutions a stage, no bias, then batch norm
             convolutions += 3 * 3 * channels * filters + 4 * filters
             channels = filters
@@ -299,7 +302,7 @@ def test_raster_branch_is_a_second_classifier_combined_in():
     mask = np.arange(30) < batch["lengths"][:, None]
     image_of = model.get_layer("raster")
     own_images = {
-        model_lib.IMAGE: np.asarray(image_of(batch["ink"], mask, inputs.get(model_lib.LOG_ASPECT)))
+        schema.IMAGE: np.asarray(image_of(batch["ink"], mask, inputs.get(schema.LOG_ASPECT)))
     }
     branches = model_lib.branch_logits(model)
     recurrent, image = branches({**inputs, **own_images}, training=False)
@@ -312,7 +315,7 @@ def test_raster_branch_is_a_second_classifier_combined_in():
 
     # In training the image branch reads a batch of its own (trainer.data's images): other
     # images change only the image's logits.
-    other = {model_lib.IMAGE: own_images[model_lib.IMAGE][::-1]}
+    other = {schema.IMAGE: own_images[schema.IMAGE][::-1]}
     recurrent_again, other_image = branches({**inputs, **other}, training=False)
     np.testing.assert_allclose(np.asarray(recurrent_again), np.asarray(recurrent), atol=1e-6)
     np.testing.assert_allclose(np.asarray(other_image), np.asarray(image)[::-1], atol=1e-5)

@@ -17,9 +17,11 @@ import tensorflow as tf
 from trainer_fixtures import CATEGORIES, SIMPLIFIED, TINY_FLAGS, data_flags, write_tfrecords
 
 from quickdraw import ink as ink_math
+from quickdraw import schema
 from trainer import config as config_lib
 from trainer import export, train
 from trainer import model as model_lib
+from trainer import optimizer as optimizer_lib
 
 EVAL = 8
 STEPS = 60
@@ -106,7 +108,7 @@ def test_the_moving_average_is_what_is_exported(run):
     # holds the average.
     config, _, _ = run
     model = model_lib.build_model(config, len(CATEGORIES))
-    optimizer = model_lib.make_optimizer(config)
+    optimizer = optimizer_lib.make_optimizer(config)
     optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     checkpoint.restore(str(Path(config.checkpoint_dir) / f"ckpt-{STEPS}")).assert_consumed()
@@ -204,7 +206,7 @@ def test_each_branch_learns_on_its_own_loss():
     flags += [*TINY_FLAGS, "--raster", "--dropout=0", "--batch_size=4"]
     config = config_lib.parse_flags(flags)
     model = model_lib.build_model(config, len(CATEGORIES))
-    optimizer = model_lib.make_optimizer(config)
+    optimizer = optimizer_lib.make_optimizer(config)
     optimizer.build(model.trainable_variables)
     strokes = [[[0, 40, 80], [0, 60, 10]], [[5, 5], [0, 90]], [[0, 50, 90, 0], [0, 80, 20, 0]]]
     inks = [ink_math.ink_from_strokes([stroke]) for stroke in strokes + strokes[:1]]
@@ -214,7 +216,7 @@ def test_each_branch_learns_on_its_own_loss():
     # The image branch's own batch: the same drawings in another order.
     order = [2, 0, 3, 1]
     mask = np.arange(batch.shape[1]) < lengths[:, None]
-    images = {model_lib.IMAGE: np.asarray(model.get_layer("raster")(batch[order], mask[order]))}
+    images = {schema.IMAGE: np.asarray(model.get_layer("raster")(batch[order], mask[order]))}
 
     def cross_entropy(logits, labels=labels):
         losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
@@ -227,7 +229,7 @@ def test_each_branch_learns_on_its_own_loss():
     train_steps = train.make_train_steps(
         tf.distribute.get_strategy(), model, optimizer, config, len(CATEGORIES)
     )
-    step_features = {**features, **images, model_lib.IMAGE_LABELS: labels[order]}
+    step_features = {**features, **images, schema.IMAGE_LABELS: labels[order]}
     batches = iter(tf.data.Dataset.from_tensors((step_features, labels)).repeat())
     loss = float(train_steps(batches, tf.constant(1)))
     assert loss == pytest.approx(both, rel=1e-5)

@@ -5,10 +5,17 @@ Modules, in the order a reader meets them:
 
   config      flags -> one frozen Config (`python -m trainer --help`)
   data        tf.data from TFRecord globs, bucketed by length
-  model       build_model(config, num_classes) -> keras.Model; the optimizer
+  augment     random distortions of training batches
+  tf_ink      the core's ink math (`quickdraw.ink`) in TensorFlow, on padded batches
+  layers      the model's own Keras layers (masks, extra channels, masked sums, batch norm)
+  raster      `--raster`'s image branch: the ink drawn as an image, and its convolutions
+  model       build_model(config, num_classes) -> keras.Model, wired once for training and
+              serving
+  views       test-time views, averaged in evaluation and serving
+  optimizer   Adam on a warmup schedule
+  replicas    sums across replicas and workers
   train       distribution strategy, training loop, checkpoints (`train_and_evaluate`)
   evaluate    loss, top-1/top-3, per-class accuracy, confusion matrix -> metrics.json
-  preprocess  the pipeline's ink math in TensorFlow, for serving
-  export      the SavedModel that takes raw points
+  export      the SavedModel that takes absolute points
   predict     `python -m trainer.predict`: classify ndjson drawings with the export
 """

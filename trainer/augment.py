@@ -44,6 +44,8 @@ import math
 
 import tensorflow as tf
 
+from trainer import tf_ink
+
 # A drawing whose recovered x or y range is below this is a straight line; its normalized
 # range is otherwise 1 up to rounding.
 _DEGENERATE_RANGE = 0.5
@@ -175,7 +177,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
 
     end_of_stroke = ink[..., 2:]  # (batch, time, 1)
     points, row_mask, point_mask = _points(ink, lengths)
-    original_lower, original_upper = _bounds(points, point_mask)  # (batch, 2) each
+    original_lower, original_upper = tf_ink.bounds(points, point_mask)  # (batch, 2) each
     is_line = tf.reduce_any(original_upper - original_lower < _DEGENERATE_RANGE, axis=1)
 
     stroke_of_point = _stroke_of_point(end_of_stroke)
@@ -294,7 +296,7 @@ IMAGE = AugmentConfig(stroke_reversal=0.0, stroke_order=0.0, stroke_split=0.0, s
 
 
 def image_batch(ink, lengths, seed):
-    """What `--augment` gives `--raster`'s image branch (`trainer.model.training_image_fn`),
+    """What `--augment` gives `--raster`'s image branch (`trainer.raster.training_image_fn`),
     apart from `training_batch`: the whole drawing (no cuts), its strokes in the order and
     direction they were drawn, under `augment_batch`'s linear map and jitter. The image's
     second channel holds when each pixel was drawn, so strokes put in another order would
@@ -351,19 +353,8 @@ def _normalized_deltas(points, row_mask, point_mask):
     """(batch, time, 2): the steps between the points, after scaling x and y to [0, 1] by
     the real points' own min and max (as `quickdraw.ink.normalize` does), zero past each
     length."""
-    lower, upper = _bounds(points, point_mask)  # (batch, 2) each
-    extent = upper - lower
-    extent = tf.where(extent > 0, extent, tf.ones_like(extent))
-    points = (points - lower[:, None]) / extent[:, None]
+    points = tf_ink.normalize(points, point_mask)
     return (points[:, 1:] - points[:, :-1]) * row_mask
-
-
-def _bounds(points, point_mask):
-    """The per-drawing min and max of x and y over the real points: (batch, 2) each."""
-    is_point = tf.broadcast_to(point_mask > 0, tf.shape(points))
-    lower = tf.reduce_min(tf.where(is_point, points, tf.float32.max), axis=1)
-    upper = tf.reduce_max(tf.where(is_point, points, tf.float32.min), axis=1)
-    return lower, upper
 
 
 def _reverse_strokes(points, stroke_of_point, lengths, reversed_strokes):
@@ -421,51 +412,3 @@ def _shuffle_strokes(points, stroke_of_point, lengths, shuffled, stroke_keys):
     ) + tf.cast(index, tf.int64)
     source = tf.argsort(order_key, axis=1, stable=True)
     return tf.gather(points, source, batch_dims=1), tf.gather(new_stroke, source, batch_dims=1)
-
-
-# The views `--test_time_views` averages over: half the training strengths, so that each
-# view is a drawing the model could have been trained on, not one at the edge of it, and
-# only the distortions of `image_batch`: strokes in another order or direction change what
-# the image branch (`--raster`) reads in its second channel, and made its views worse than
-# the drawing alone, where the recurrent branch scored the same either way
-# (docs/accuracy.md, "Views that keep the strokes' order").
-TEST_TIME = IMAGE.scaled(0.5)
-_TEST_TIME_SEED = (20261122, 0)
-
-
-def prediction_views(ink, lengths, views: int, config: AugmentConfig = TEST_TIME):
-    """`views` versions of every drawing: the ink itself, then `views - 1` distorted copies.
-
-    Each drawing's copies are drawn from a fixed seed and from that drawing alone, cut to
-    its own length, so they do not depend on the other drawings of the batch, on its place
-    in the batch or on the padding: a drawing gets the same prediction however it is sent.
-
-    Args:
-      ink: (batch, time, 3) float32 deltas and end_of_stroke, zero past each length.
-      lengths: (batch,) integer.
-      views: at least 1.
-
-    Returns:
-      (views, batch, time, 3) float32; view 0 is `ink`.
-    """
-    if views < 1:
-        raise ValueError(f"views must be at least 1, got {views}")
-    ink = tf.convert_to_tensor(ink, tf.float32)
-    if views == 1:
-        return ink[None]
-    lengths = tf.cast(lengths, tf.int32)
-    time = tf.shape(ink)[1]
-    seed = tf.constant(_TEST_TIME_SEED, tf.int64)
-
-    def copies(drawing_and_length):
-        drawing, length = drawing_and_length
-        own = tf.tile(drawing[None, :length], [views - 1, 1, 1])  # (views - 1, length, 3)
-        distorted = augment_batch(own, tf.fill([views - 1], length), seed, config)
-        return tf.pad(distorted, [[0, 0], [0, time - length], [0, 0]])
-
-    distorted = tf.map_fn(
-        copies,
-        (ink, lengths),
-        fn_output_signature=tf.TensorSpec([views - 1, None, 3], tf.float32),
-    )  # (batch, views - 1, time, 3)
-    return tf.concat([ink[None], tf.transpose(distorted, [1, 0, 2, 3])], axis=0)

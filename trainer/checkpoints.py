@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import config as config_lib
-from trainer import evaluate, export
+from trainer import export, replicas
 from trainer.config import Config, InputError
 
 
@@ -49,7 +49,7 @@ class StopRequest:
         worker stops when any of them got a signal (SIGTERM when not itself), so that all
         save at the same step. Every worker calls it at the same step (a collective)."""
         got = np.array([1.0 if self.signal_number else 0.0])
-        if not evaluate.sum_over_workers(strategy, got, self.num_workers)[0]:
+        if not replicas.sum_over_workers(strategy, got, self.num_workers)[0]:
             return 0
         return self.signal_number or int(signal.SIGTERM)
 

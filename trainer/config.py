@@ -53,36 +53,23 @@ TUTORIAL = {
 }
 
 # A laptop recipe, sized so that `make all` on 26 categories x 120 drawings fits in about ten
-# minutes of two CPU cores: its 2,200 steps take about eight (~4.5 steps/s at batch 64, the
-# image branch included), and more steps did not help (docs/accuracy.md).
+# minutes of two CPU cores. Each value was chosen on cross-validation folds, never the eval
+# split; docs/accuracy.md ("Why each part of the recipe is there") holds the measurements.
 LOCAL = {
     **TUTORIAL,
-    # Chosen on cross-validation folds (26 categories x 120 drawings; never the eval split):
-    # two recurrent layers train faster per step than three and generalize as well; batch
-    # 64 with a 3e-3 peak, warmup and cosine decay, ink augmentation and the points'
-    # positions gave the best held-out accuracy in the time; a moving average of the
-    # weights (horizon ~500 steps) matched the last weights on the folds and beat them on
-    # further held-out drawings; the drawing's aspect ratio raised top-1 and top-3 on the
-    # folds, each step's direction and length top-1; averaging the predictions over eight
-    # views of each drawing raised top-1 and top-3 again, and strokes split and joined with
-    # drawings cut short (part of --augment) top-1 on the folds and on further drawings; a
-    # second branch reading the drawing as an image (--raster), trained on batches of its
-    # own, raised top-1 by six points and top-3 by nearly two; views that keep the strokes
-    # as drawn and the branches' geometric mean raised them by about one point more
-    # (README, "Accuracy").
-    "num_layers": 2,
-    "batch_size": 64,
+    "num_layers": 2,  # faster per step than three, and generalizes as well
+    "batch_size": 64,  # with the 3e-3 peak, the warmup and the cosine decay below
     "learning_rate": 0.003,
     "lr_schedule": "cosine",
     "warmup_steps": 50,
-    "augment": True,
-    "positions": True,
-    "aspect_ratio": True,
-    "directions": True,
-    "raster": True,
-    "ema_decay": 0.998,
-    "test_time_views": 8,
-    "steps": 2200,
+    "augment": True,  # distortions, strokes reversed, reordered, split and joined, cuts
+    "positions": True,  # each point's position on the drawing beside its step
+    "aspect_ratio": True,  # the drawing's width : height, which the normalization drops
+    "directions": True,  # each step's direction and length
+    "raster": True,  # a second branch that reads the drawing as an image
+    "ema_decay": 0.998,  # a moving average of the weights, a horizon of ~500 steps
+    "test_time_views": 8,  # probabilities averaged over eight views of each drawing
+    "steps": 2200,  # ~8 minutes at ~4.5 steps/s; more steps did not help
     "eval_every": 550,
     "checkpoint_every": 550,
     "log_every": 50,

@@ -4,11 +4,11 @@ Records are read from a glob with a parallel interleave over the shards, shuffle
 with the pipeline's schema (`quickdraw.schema.parse_examples`, the one definition of the
 features), a pool of `POOL_RECORDS` records at a time. Batches are bucketed by length
 (buckets growing geometrically by `BUCKET_RATIO`), so padding stays a few percent of the
-points fed (`padding_fraction` measures it), where a plain `padded_batch` of shuffled
-drawings pads half to two thirds of them (`plain_dataset`, the baseline `make bench`
-compares against): the recurrent layers step through every padded step, so padding is time
-wasted. The bucketing gives the very batches of tf.data's `bucket_by_sequence_length`, but
-works on whole pools (`_Buckets`), at about eight times its speed.
+points fed, where a plain `padded_batch` of shuffled drawings pads half to two thirds of
+them (`make bench` measures both, `bench/training_speed.py`): the recurrent layers step
+through every padded step, so padding is time wasted. The bucketing gives the very batches
+of tf.data's `bucket_by_sequence_length`, but works on whole pools (`_Buckets`), at about
+eight times its speed.
 
 Every element is `({"ink": (batch, time, 3) float32, "lengths": (batch,) int32},
 class_index (batch,) int64)`, the ink right-padded with zeros; with `log_aspect=True` the
@@ -19,13 +19,11 @@ branch's own batch.
 
 from __future__ import annotations
 
-import logging
 import re
 
 import tensorflow as tf
 
 from quickdraw import schema
-from trainer import model as model_lib
 
 BUCKET_RATIO = 1.1  # each length bucket spans lengths [n, 1.1 n)
 SHUFFLE_RECORDS = 10000  # records in the shuffle buffer, ~10 MB
@@ -72,7 +70,7 @@ def read_classes(path: str) -> list[str]:
     return names
 
 
-def _records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dataset:
+def read_records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dataset:
     """Serialized records; for training shuffled and repeated forever."""
     files = list_files(pattern)
     dataset = tf.data.Dataset.from_tensor_slices(files)
@@ -98,14 +96,14 @@ def _records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dat
     return dataset
 
 
-def _parser(log_aspect: bool):
+def parser(log_aspect: bool):
     """serialized record -> ({"ink": (n, 3), "lengths": n[, "log_aspect"]}, class_index)."""
 
     def parse_one(serialized):
         parsed = schema.parse_examples(serialized, log_aspect=log_aspect)
-        features = {model_lib.INK: parsed[schema.INK], model_lib.LENGTHS: parsed["length"]}
+        features = {schema.INK: parsed[schema.INK], schema.LENGTHS: parsed[schema.LENGTHS]}
         if log_aspect:
-            features[model_lib.LOG_ASPECT] = parsed[schema.LOG_ASPECT]
+            features[schema.LOG_ASPECT] = parsed[schema.LOG_ASPECT]
         return features, parsed[schema.CLASS_INDEX]
 
     return parse_one
@@ -215,7 +213,7 @@ def dataset(
         but keeps the batch's shape. `seed` is a (2,) int64 tensor, distinct for every
         batch, for stateless random ops.
       image_fn: `image_fn(ink, log_aspect, seed) -> image` for one drawing (training only;
-        `trainer.model.training_image_fn`, for `--raster`): each batch's features then also
+        `trainer.raster.training_image_fn`, for `--raster`): each batch's features then also
         hold `IMAGE`, a batch of images of other drawings, in random order rather than
         bucketed by length, with their class indices as `IMAGE_LABELS`. Batches of one
         length bucket are far from a random sample of the categories; the image branch,
@@ -223,7 +221,7 @@ def dataset(
         statistics from them that evaluation's drawings do not share (docs/accuracy.md).
       log_aspect: also read each drawing's `log_aspect` (`--aspect_ratio`).
     """
-    pools = _records(
+    pools = read_records(
         pattern, training=training, seed=seed, num_shards=num_shards, shard_index=shard_index
     ).batch(max(POOL_RECORDS, 4 * batch_size))
     pools = pools.map(_pool_parser(log_aspect), num_parallel_calls=tf.data.AUTOTUNE)
@@ -237,7 +235,7 @@ def dataset(
     if training and image_fn is not None:
         images = _images(pattern, batch_size, image_fn, seed, num_shards, shard_index, log_aspect)
         batches = tf.data.Dataset.zip(batches, images).map(_with_images)
-    return _without_autotune_thread(batches.prefetch(tf.data.AUTOTUNE))
+    return without_autotune_thread(batches.prefetch(tf.data.AUTOTUNE))
 
 
 def _seed_stream(seed: int, shard_index: int):
@@ -249,16 +247,16 @@ def _seed_stream(seed: int, shard_index: int):
 
 def _images(pattern, batch_size, image_fn, seed, num_shards, shard_index, log_aspect):
     """Batches of (images, class indices) from `image_fn` on drawings in random order."""
-    records = _records(
+    records = read_records(
         pattern, training=True, seed=seed + 1, num_shards=num_shards, shard_index=shard_index
     )
-    parse = _parser(log_aspect)
+    parse = parser(log_aspect)
     stream = _seed_stream(seed, shard_index)
 
     def image(index, serialized):
         features, label = parse(serialized)
         drawing_seed = tf.stack([stream, -1 - index])  # apart from _augmented's batch seeds
-        ink, log_aspect = features[model_lib.INK], features.get(model_lib.LOG_ASPECT)
+        ink, log_aspect = features[schema.INK], features.get(schema.LOG_ASPECT)
         return image_fn(ink, log_aspect, drawing_seed), label
 
     images = records.enumerate().map(image, num_parallel_calls=tf.data.AUTOTUNE)
@@ -267,7 +265,7 @@ def _images(pattern, batch_size, image_fn, seed, num_shards, shard_index, log_as
 
 def _with_images(batch, images):
     (features, labels), (image, image_labels) = batch, images
-    return {**features, model_lib.IMAGE: image, model_lib.IMAGE_LABELS: image_labels}, labels
+    return {**features, schema.IMAGE: image, schema.IMAGE_LABELS: image_labels}, labels
 
 
 def _pool_parser(log_aspect: bool):
@@ -278,12 +276,12 @@ def _pool_parser(log_aspect: bool):
         parsed = schema.parse_examples(serialized, log_aspect=log_aspect)
         pool = {
             POINTS: parsed[schema.INK].flat_values,  # (points, 3)
-            model_lib.LENGTHS: parsed["length"],  # (n,)
+            schema.LENGTHS: parsed[schema.LENGTHS],  # (n,)
             LABELS: parsed[schema.CLASS_INDEX],  # (n,)
             FLUSH: tf.constant(False),
         }
         if log_aspect:
-            pool[model_lib.LOG_ASPECT] = parsed[schema.LOG_ASPECT]
+            pool[schema.LOG_ASPECT] = parsed[schema.LOG_ASPECT]
         return pool
 
     return parse
@@ -292,12 +290,12 @@ def _pool_parser(log_aspect: bool):
 def _empty_pool(log_aspect: bool, flush: bool) -> dict:
     pool = {
         POINTS: tf.zeros([0, schema.INK_COLUMNS], tf.float32),
-        model_lib.LENGTHS: tf.zeros([0], tf.int32),
+        schema.LENGTHS: tf.zeros([0], tf.int32),
         LABELS: tf.zeros([0], tf.int64),
         FLUSH: tf.constant(flush),
     }
     if log_aspect:
-        pool[model_lib.LOG_ASPECT] = tf.zeros([0], tf.float32)
+        pool[schema.LOG_ASPECT] = tf.zeros([0], tf.float32)
     return pool
 
 
@@ -327,7 +325,7 @@ class _Buckets:
 
     def step(self, waiting: dict, pool: dict):
         drawings = {key: tf.concat([waiting[key], pool[key]], 0) for key in waiting}
-        lengths = drawings[model_lib.LENGTHS]
+        lengths = drawings[schema.LENGTHS]
         bucket = tf.searchsorted(self.boundaries, lengths, side="right")  # (n,)
         order = tf.argsort(bucket, stable=True)  # by bucket, then in the order they came
         bucket = tf.gather(bucket, order)
@@ -348,7 +346,7 @@ class _Buckets:
 
         ink = tf.RaggedTensor.from_row_lengths(drawings[POINTS], lengths)
         kept = tf.gather(ink, staying)
-        still_waiting = {POINTS: kept.flat_values, model_lib.LENGTHS: kept.row_lengths()}
+        still_waiting = {POINTS: kept.flat_values, schema.LENGTHS: kept.row_lengths()}
         for key in drawings:
             if key not in still_waiting:
                 still_waiting[key] = tf.gather(drawings[key], staying)
@@ -369,7 +367,7 @@ def _padded(batch_size):
     the ink right-padded with zeros."""
 
     def pad(batch):
-        features = {model_lib.INK: batch[INK_BATCHES].to_tensor()}
+        features = {schema.INK: batch[INK_BATCHES].to_tensor()}
         for key, value in batch.items():
             if key not in (INK_BATCHES, LABELS):
                 features[key] = _dense(value)
@@ -391,7 +389,7 @@ def _dense(value):
     return value.flat_values if isinstance(value, tf.RaggedTensor) else value
 
 
-def _without_autotune_thread(dataset: tf.data.Dataset) -> tf.data.Dataset:
+def without_autotune_thread(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Switches off tf.data's autotuning thread: it sleeps up to a minute between rounds and
     an iterator's destructor waits for it, so a finished training loop stalled for up to
     a minute before its final evaluation. AUTOTUNE then means one call per CPU core."""
@@ -404,45 +402,9 @@ def _augmented(batches, augment_fn, seed, shard_index):
     def augment(index, batch):
         features, labels = batch
         batch_seed = tf.stack([_seed_stream(seed, shard_index), index])
-        lengths = features[model_lib.LENGTHS]
-        ink, new_lengths = augment_fn(features[model_lib.INK], lengths, batch_seed)
+        lengths = features[schema.LENGTHS]
+        ink, new_lengths = augment_fn(features[schema.INK], lengths, batch_seed)
         new_lengths = tf.cast(new_lengths, lengths.dtype)
-        return {**features, model_lib.INK: ink, model_lib.LENGTHS: new_lengths}, labels
+        return {**features, schema.INK: ink, schema.LENGTHS: new_lengths}, labels
 
     return batches.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def plain_dataset(pattern: str, batch_size: int, *, seed: int = 0) -> tf.data.Dataset:
-    """The baseline for `make bench`: the same records, shuffled, in a plain `padded_batch`
-    (no bucketing), as the tutorial's input function batched them."""
-
-    return (
-        _records(pattern, training=True, seed=seed, num_shards=1, shard_index=0)
-        .map(_parser(log_aspect=False), num_parallel_calls=tf.data.AUTOTUNE)
-        .padded_batch(batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-        .apply(_without_autotune_thread)
-    )
-
-
-def in_memory(batches: tf.data.Dataset, num_batches: int) -> tf.data.Dataset:
-    """The first `num_batches` batches, read once, then served from memory forever: the
-    reference `make bench` holds the input pipeline's training speed against."""
-    cached = batches.take(num_batches).cache()
-    for _ in cached:  # fills the cache
-        pass
-    return cached.repeat()
-
-
-def padding_fraction(batches: tf.data.Dataset, num_batches: int) -> float:
-    """The share of padded steps among all steps fed in the first `num_batches` batches."""
-    real = padded = 0
-    for features, _ in batches.take(num_batches):
-        real += int(tf.reduce_sum(features[model_lib.LENGTHS]))
-        padded += int(tf.size(features[model_lib.LENGTHS])) * int(
-            tf.shape(features[model_lib.INK])[1]
-        )
-    if not padded:
-        logging.warning("padding_fraction: the dataset gave no batches")
-        return 0.0
-    return 1.0 - real / padded

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from trainer import data
-from trainer import model as model_lib
+from trainer import data, replicas
+from trainer import views as views_lib
 
 # The figures of an evaluation that the logs, TensorBoard and the single-view summary carry.
 HEADLINE = ("loss", "top1_accuracy", "top3_accuracy")
@@ -48,7 +48,7 @@ def make_eval_step(model, num_classes: int, views: int = 1):
     @tf.function(reduce_retracing=True, autograph=False)
     def eval_step(features, labels):
         labels = data.checked_labels(labels, num_classes)
-        logits = model_lib.averaged_logits(
+        logits = views_lib.averaged_logits(
             lambda inputs: model(inputs, training=False), features, views
         )  # (batch, classes)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
@@ -82,31 +82,12 @@ def count(
     return counts
 
 
-def sum_over_workers(strategy, values: np.ndarray, num_workers: int) -> np.ndarray:
-    """Each worker's float64 `values` added up, on every worker (one collective sum); every
-    worker must call it at the same point."""
-    if num_workers == 1:
-        return values
-    replicas_per_worker = strategy.num_replicas_in_sync // num_workers
-
-    def local_value(context):
-        # One replica per worker contributes its worker's values; the others add zeros.
-        first = context.replica_id_in_sync_group % replicas_per_worker == 0
-        return tf.constant(values if first else np.zeros_like(values), tf.float64)
-
-    return strategy.reduce(
-        tf.distribute.ReduceOp.SUM,
-        strategy.experimental_distribute_values_from_function(local_value),
-        axis=None,
-    ).numpy()
-
-
 def sum_across_workers(strategy, counts: Counts, num_workers: int) -> Counts:
     """The counts of all workers added up, on every worker (one collective sum)."""
     if num_workers == 1:
         return counts
     flat = np.concatenate([[counts.loss_sum, counts.top3_hits], counts.confusion.ravel()])
-    total = sum_over_workers(strategy, flat, num_workers)
+    total = replicas.sum_over_workers(strategy, flat, num_workers)
     size = counts.confusion.shape[0]
     return Counts(
         loss_sum=float(total[0]),

@@ -7,7 +7,7 @@
            points (strokes concatenated), right-padded to the longest drawing;
   lengths: (batch,) int32, the number of points of each drawing;
 
-runs the pipeline's normalization and deltas in the graph (`trainer.preprocess`; with
+runs the pipeline's normalization and deltas in the graph (`trainer.tf_ink`; with
 `--aspect_ratio`, the drawing's aspect ratio too), then the classifier (with
 `--test_time_views`, on each view of each drawing, averaging their probabilities), and
 returns
@@ -38,7 +38,8 @@ import tensorflow as tf
 
 from quickdraw import schema
 from trainer import model as model_lib
-from trainer import preprocess
+from trainer import tf_ink
+from trainer import views as views_lib
 from trainer.config import Config
 
 TOP_K = 5
@@ -72,24 +73,24 @@ class ServingModule(tf.Module):
 
     def _classify(self, points, lengths, views):
         points, lengths = _checked(points, lengths)
-        ink, ink_lengths = preprocess.ink_from_points(points, lengths)  # (batch, time - 1, 3)
+        ink, ink_lengths = tf_ink.ink_from_points(points, lengths)  # (batch, time - 1, 3)
         # A batch of one-point drawings has no ink step at all, which the convolutions
         # cannot take: one padded step, masked like any other, keeps the shapes valid.
         ink = tf.pad(ink, [[0, 0], [0, tf.maximum(1 - tf.shape(ink)[1], 0)], [0, 0]])
-        features = {model_lib.INK: ink, model_lib.LENGTHS: ink_lengths}
+        features = {schema.INK: ink, schema.LENGTHS: ink_lengths}
         if self._config.aspect_ratio:
-            features[model_lib.LOG_ASPECT] = preprocess.log_aspect_from_points(points, lengths)
+            features[schema.LOG_ASPECT] = tf_ink.log_aspect_from_points(points, lengths)
 
         def logits_fn(inputs):
             return model_lib.inference_logits(
                 self.model,
                 self._config,
-                inputs[model_lib.INK],
-                inputs[model_lib.LENGTHS],
-                inputs.get(model_lib.LOG_ASPECT),
+                inputs[schema.INK],
+                inputs[schema.LENGTHS],
+                inputs.get(schema.LOG_ASPECT),
             )
 
-        logits = model_lib.averaged_logits(logits_fn, features, views)
+        logits = views_lib.averaged_logits(logits_fn, features, views)
         probabilities = tf.nn.softmax(logits)  # (batch, classes)
         top = tf.math.top_k(probabilities, k=self._top_k)
         return {

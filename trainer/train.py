@@ -38,8 +38,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import augment, checkpoints, data, evaluate, export
+from quickdraw import schema
+from trainer import augment, checkpoints, data, evaluate, export, raster
 from trainer import model as model_lib
+from trainer import optimizer as optimizer_lib
 from trainer.config import Config, InputError
 
 CHECKPOINTS_TO_KEEP = 3
@@ -102,9 +104,9 @@ def load_augment_fn(config: Config):
 
 def load_image_fn(config: Config):
     """With `--raster`, what makes the image branch's training images from a drawing
-    (`trainer.model.training_image_fn`), through `trainer.augment.image_batch` when
+    (`trainer.raster.training_image_fn`), through `trainer.augment.image_batch` when
     `--augment` is on; else None."""
-    return model_lib.training_image_fn(config, augment.image_batch if config.augment else None)
+    return raster.training_image_fn(config, augment.image_batch if config.augment else None)
 
 
 def make_train_steps(strategy, model, optimizer, config: Config, num_classes: int):
@@ -124,7 +126,7 @@ def make_train_steps(strategy, model, optimizer, config: Config, num_classes: in
         # Each branch's labels: with --raster the image branch has a batch of its own.
         branch_labels = [labels]
         if config.raster:
-            branch_labels.append(features.pop(model_lib.IMAGE_LABELS))
+            branch_labels.append(features.pop(schema.IMAGE_LABELS))
         branch_labels = [data.checked_labels(each, num_classes) for each in branch_labels]
         with tf.GradientTape() as tape:
             # Each branch learns on its own loss; their sum is the step's loss.
@@ -293,7 +295,7 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
 
     with strategy.scope():
         model = model_lib.build_model(config, len(classes))
-        optimizer = model_lib.make_optimizer(config)
+        optimizer = optimizer_lib.make_optimizer(config)
         optimizer.build(model.trainable_variables)
     logging.info("model: %d parameters", model.count_params())
 
@@ -451,31 +453,3 @@ def _train_loop(
             raise checkpoints.Stopped(signal_number, step, path)
         if config.eval_every and step % config.eval_every == 0 and step < config.steps:
             run_eval(step)
-
-
-def fresh_train_steps(config: Config, num_classes: int):
-    """`make_train_steps` for a new model and optimizer under the current strategy, as
-    `make bench` times and inspects it."""
-    strategy = tf.distribute.get_strategy()
-    model = model_lib.build_model(config, num_classes)
-    optimizer = model_lib.make_optimizer(config)
-    optimizer.build(model.trainable_variables)
-    return make_train_steps(strategy, model, optimizer, config, num_classes)
-
-
-def examples_per_second(
-    config: Config, batches: tf.data.Dataset, num_classes: int, steps=50, warmup_steps=5
-) -> float:
-    """Training speed of the trainer's step on `batches`, after `warmup_steps` untimed steps.
-
-    `make bench` compares `data.dataset` with `data.plain_dataset` and with
-    `data.in_memory(data.dataset(...), steps + warmup_steps)` through this function.
-    """
-    train_steps = fresh_train_steps(config, num_classes)
-    iterator = iter(batches)
-    # Reading the loss back waits for the step's last kernels, which a GPU runs after the
-    # call has returned.
-    float(train_steps(iterator, tf.constant(warmup_steps)))
-    started = time.monotonic()
-    float(train_steps(iterator, tf.constant(steps)))
-    return steps * config.batch_size / (time.monotonic() - started)

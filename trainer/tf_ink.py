@@ -1,10 +1,14 @@
-"""The pipeline's ink math (`quickdraw.ink`) in TensorFlow, on a padded batch, for serving.
+"""`quickdraw.ink`'s math in TensorFlow, on padded batches: the one place the graph scales
+points to [0, 1] and takes their deltas.
 
 The exported model takes drawings as users produce them, absolute points, and must feed the
-classifier exactly what the pipeline wrote into the TFRecords. These functions repeat
-`quickdraw.ink.normalize`, `quickdraw.ink.deltas` and `quickdraw.ink.log_aspect` step by step,
-in float32 and in the same order, so the two agree to the last bit (the logarithm to within
-a rounding step); `tests/test_trainer_export.py` holds them equal on real drawings.
+classifier exactly what the pipeline wrote into the TFRecords: `ink_from_points` and
+`log_aspect_from_points` repeat `quickdraw.ink.normalize`, `quickdraw.ink.deltas` and
+`quickdraw.ink.log_aspect` step by step, in float32 and in the same order, so the two agree to
+the last bit (the logarithm to within a rounding step); `tests/test_trainer_export.py` holds
+them equal on real drawings. Training's distortions (`trainer.augment`) and the model's
+layers (`trainer.layers`, `trainer.raster`) scale and bound points with the same `bounds` and
+`normalize`.
 """
 
 from __future__ import annotations
@@ -33,12 +37,7 @@ def ink_from_points(points, lengths):
     valid = tf.sequence_mask(lengths, time)[:, :, tf.newaxis]  # (batch, time, 1)
     coordinates = points[:, :, ink_math.X : ink_math.Y + 1]  # (batch, time, 2)
 
-    # normalize(): min and max over the drawing's own points, a zero range scales by 1.
-    lower, upper = _bounds(coordinates, valid)  # (batch, 1, 2) each
-    scale = upper - lower  # (batch, 1, 2)
-    scale = tf.where(tf.equal(scale, 0.0), tf.ones_like(scale), scale)
-    normalized = (coordinates - lower) / scale  # (batch, time, 2)
-
+    normalized = normalize(coordinates, valid)  # (batch, time, 2)
     # deltas(): each point minus the previous one, the first row dropped.
     steps = normalized[:, 1:] - normalized[:, :-1]  # (batch, time - 1, 2)
     end_of_stroke = points[:, 1:, ink_math.END_OF_STROKE :]  # (batch, time - 1, 1)
@@ -63,8 +62,8 @@ def log_aspect_from_points(points, lengths):
     points = tf.convert_to_tensor(points, tf.float32)
     lengths = tf.cast(lengths, tf.int32)
     valid = tf.sequence_mask(lengths, tf.shape(points)[1])[:, :, tf.newaxis]  # (batch, time, 1)
-    lower, upper = _bounds(points[:, :, ink_math.X : ink_math.Y + 1], valid)
-    extents = (upper - lower)[:, 0]  # (batch, 2): width, height
+    lower, upper = bounds(points[:, :, ink_math.X : ink_math.Y + 1], valid)
+    extents = upper - lower  # (batch, 2): width, height
     larger = tf.reduce_max(extents, axis=1, keepdims=True)  # (batch, 1)
     floored = tf.maximum(extents, larger * ink_math.ASPECT_FLOOR)
     # The branch not taken may be nan (no points: -inf extents); tf.where drops it.
@@ -72,8 +71,24 @@ def log_aspect_from_points(points, lengths):
     return tf.math.log(floored[:, 0] / floored[:, 1])
 
 
-def _bounds(coordinates, valid):
-    """The min and max of each drawing's real (`valid`) coordinates: (batch, 1, 2) each."""
-    lower = tf.reduce_min(tf.where(valid, coordinates, float("inf")), axis=1, keepdims=True)
-    upper = tf.reduce_max(tf.where(valid, coordinates, float("-inf")), axis=1, keepdims=True)
+def bounds(points, real):
+    """The min and max of x and y over each drawing's real points: (batch, 2) each.
+
+    Args:
+      points: (batch, time, 2) float32.
+      real: (batch, time, 1), true (or non-zero) on the real points; a drawing with none
+        gets +inf and -inf.
+    """
+    real = tf.broadcast_to(tf.cast(real, tf.bool), tf.shape(points))
+    lower = tf.reduce_min(tf.where(real, points, float("inf")), axis=1)
+    upper = tf.reduce_max(tf.where(real, points, float("-inf")), axis=1)
     return lower, upper
+
+
+def normalize(points, real):
+    """`quickdraw.ink.normalize`: (batch, time, 2) points scaled to [0, 1] by each drawing's
+    own min and max over its `real` points (see `bounds`); a zero range scales by 1."""
+    lower, upper = bounds(points, real)  # (batch, 2) each
+    extent = upper - lower
+    extent = tf.where(extent > 0, extent, tf.ones_like(extent))
+    return (points - lower[:, None]) / extent[:, None]
