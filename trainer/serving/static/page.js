@@ -6,6 +6,7 @@
 // server simplifies the ink as the dataset was simplified, so the page does no ink math.
 "use strict";
 
+// Guesses shown: this many, or as many as the model has classes.
 const TOP_K = 5;
 // While a stroke is being drawn, at most one guess is asked for in this many milliseconds;
 // when a stroke ends, at once.
@@ -31,6 +32,7 @@ let requestedVersion = -1;
 let inFlight = false;
 let lastRequestAt = -Infinity;
 let timer = null;
+let classCount = null; // known once /classes has answered
 
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
@@ -159,7 +161,7 @@ async function guess() {
     const response = await fetch("/predict", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ instances: [{ drawing }], parameters: { top_k: TOP_K } }),
+      body: JSON.stringify(request(drawing)),
     });
     const answer = await response.json();
     if (!response.ok) throw new Error(answer.error || response.statusText);
@@ -172,6 +174,13 @@ async function guess() {
     inFlight = false;
   }
   scheduleGuess(); // the ink may have changed while the answer was on its way
+}
+
+function request(drawing) {
+  const body = { instances: [{ drawing }] };
+  // Before the classes are known, the server's own number of guesses.
+  if (classCount !== null) body.parameters = { top_k: Math.min(TOP_K, classCount) };
+  return body;
 }
 
 function show(prediction, asked) {
@@ -201,6 +210,7 @@ async function listClasses() {
   try {
     const response = await fetch("/classes");
     const { classes } = await response.json();
+    classCount = classes.length;
     classesLine.textContent = `I know ${classes.length} things: ${classes.join(", ")}.`;
   } catch (error) {
     classesLine.textContent = `The list of things I know did not load: ${error.message}`;
