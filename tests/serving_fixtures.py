@@ -43,11 +43,21 @@ def export_tiny_model(directory: Path, *flags: str) -> Path:
 class Server:
     """`python -m trainer.serve FLAGS` on a free port of 127.0.0.1, its output in `log`."""
 
-    def __init__(self, flags: list[str], log_path: Path, env: dict | None = None):
+    def __init__(
+        self,
+        flags: list[str],
+        log_path: Path,
+        env: dict | None = None,
+        port: int | None = None,
+        command: list[str] | None = None,
+    ):
+        """`port`: where the server listens without a `--port` flag (from AIP_HTTP_PORT in
+        `env`); `command`: what runs instead of `python -m trainer.serve` (a container's)."""
         self.flags = flags
         self.log_path = log_path
         self.env = env or {}
-        self.port = None
+        self.port = port
+        self.command = command or [sys.executable, "-m", "trainer.serve"]
         self.process = None
 
     @property
@@ -55,11 +65,13 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Server:
-        (self.port,) = free_ports(1)
+        flags = self.flags
+        if self.port is None:
+            (self.port,) = free_ports(1)
+            flags = [*flags, "--port", str(self.port)]
         self._log = open(self.log_path, "wb")
-        flags = self.flags if "--port" in self.flags else [*self.flags, "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "trainer.serve", *flags],
+            [*self.command, *flags],
             cwd=REPO,
             env=trainer_env(**self.env),
             stdout=self._log,
