@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser import draw_stroke, start_chromium
 from serving_fixtures import Server, export_tiny_model, predict, real_drawings
 
+from bench.browser import BrowserMissing, draw_stroke, start_chromium, wait_for_guess
 from tests.conftest import shared_quickdraw_or_skip
 
 # Simplified drawings (0..255) scaled onto the 400-pixel canvas.
@@ -45,7 +45,10 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def page(server, tmp_path):
-    driver = start_chromium(tmp_path)
+    try:
+        driver = start_chromium(tmp_path)
+    except BrowserMissing as missing:
+        pytest.skip(f"{missing}: browser test skipped")
     try:
         driver.get(server.url + "/")
         yield driver
@@ -69,16 +72,6 @@ def canvas_strokes(drawing, left: float, top: float) -> list[list[tuple[int, int
 def shown_guesses(driver) -> list[tuple[str, str]]:
     items = driver.find_elements("css selector", '[data-testid="guesses"] li')
     return [tuple(item.text.rsplit(" ", 1)) for item in items]
-
-
-def wait_for_guess(driver, strokes: int) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    def shows_it(driver):
-        data = driver.find_element("css selector", '[data-testid="guesses"]').get_attribute
-        return data("data-strokes") == str(strokes) and data("data-pen-up") == "true"
-
-    WebDriverWait(driver, 30).until(shows_it, f"no guess shown for stroke {strokes}")
 
 
 @pytest.mark.parametrize("index, kind", [(0, "mouse"), (27, "pen"), (43, "touch")])

@@ -22,7 +22,9 @@ const context = canvas.getContext("2d");
 let strokes = []; // each [xs, ys, ts]
 let current = null; // the stroke being drawn, or null while the pen is up
 let firstPointAt = null; // the event time of the drawing's first point
-let strokeEndedAt = null; // the event time of the last pointerup
+// When the pen last lifted: the ink's version then and the event's time. A guess about that
+// version (or a later one) is the guess for everything drawn so far.
+let penLifted = null;
 // `version` changes with every change of the ink; `epoch` with every clear, so that an
 // answer about a cleared drawing is dropped.
 let version = 0;
@@ -111,7 +113,10 @@ canvas.addEventListener("pointermove", (event) => {
 function endStroke(event) {
   if (current === null || !event.isPrimary) return;
   current = null;
-  strokeEndedAt = event.timeStamp;
+  penLifted = { version, at: event.timeStamp };
+  if (shownVersion === version) {
+    markShown(strokes.length, version); // the guess on screen already covers every point
+  }
   scheduleGuess();
 }
 canvas.addEventListener("pointerup", endStroke);
@@ -121,7 +126,7 @@ clearButton.addEventListener("click", () => {
   strokes = [];
   current = null;
   firstPointAt = null;
-  strokeEndedAt = null;
+  penLifted = null;
   version++;
   epoch++;
   shownVersion = requestedVersion = version;
@@ -146,13 +151,7 @@ function scheduleGuess() {
 async function guess() {
   const points = strokes.reduce((total, stroke) => total + stroke[0].length, 0);
   if (inFlight || requestedVersion === version || points < 2) return;
-  const asked = {
-    version,
-    epoch,
-    strokes: strokes.length,
-    penUp: current === null,
-    strokeEndedAt,
-  };
+  const asked = { version, epoch, strokes: strokes.length };
   const drawing = strokes.map(([xs, ys, ts]) => [xs.slice(), ys.slice(), ts.slice()]);
   requestedVersion = version;
   lastRequestAt = performance.now();
@@ -194,11 +193,18 @@ function show(prediction, asked) {
   });
   guesses.replaceChildren(...items);
   shownVersion = asked.version;
-  // What the shown guess is about: a test or a benchmark waits for the stroke it drew.
-  guesses.dataset.strokes = String(asked.strokes);
-  guesses.dataset.penUp = String(asked.penUp);
-  if (asked.penUp && asked.strokeEndedAt !== null) {
-    const latency = performance.now() - asked.strokeEndedAt;
+  markShown(asked.strokes, asked.version);
+}
+
+// Notes what the guess on screen is about, so that a test or a benchmark can wait for the
+// stroke it drew: how many strokes, whether the pen has lifted since, and how long after
+// the pen lifted the guess for all of its ink appeared.
+function markShown(strokeCount, shown) {
+  guesses.dataset.strokes = String(strokeCount);
+  const complete = current === null && penLifted !== null && shown >= penLifted.version;
+  guesses.dataset.penUp = String(complete);
+  if (complete) {
+    const latency = Math.max(0, performance.now() - penLifted.at);
     guesses.dataset.latencyMs = latency.toFixed(1);
     setStatus(`Guessed ${Math.round(latency)} ms after the stroke ended.`);
   } else {

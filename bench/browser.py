@@ -2,16 +2,15 @@
 through Debian's `chromium-driver`, headless, on a fresh profile, kept off every network but
 the page's own server.
 
-    driver = start_chromium(tmp_path)  # skips the test, saying why, where none is installed
+    driver = start_chromium(tmp_path)  # BrowserMissing, saying why, where none is installed
     draw_stroke(driver, [(x, y), ...])  # viewport pixels, as a mouse, pen or finger would
+    wait_for_guess(driver, strokes=3)  # the page shows its guess for the first 3 strokes
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-
-import pytest
 
 # Without the background-networking flags Chromium reaches for Google's services at start.
 CHROMIUM_FLAGS = (
@@ -28,6 +27,10 @@ CHROMIUM_FLAGS = (
 INSTALL = "apt-get install -y chromium chromium-driver"
 
 
+class BrowserMissing(RuntimeError):
+    """Chromium or its driver is not installed here."""
+
+
 def chromium_paths() -> tuple[str, str] | None:
     """(browser, driver) where both are installed, else None."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -36,11 +39,11 @@ def chromium_paths() -> tuple[str, str] | None:
 
 
 def start_chromium(directory: Path):
-    """A headless Chromium whose profile and driver log live in `directory`; skips the calling
-    test (or benchmark) where Chromium or its driver is not installed."""
+    """A headless Chromium whose profile and driver log live in `directory`; BrowserMissing
+    where Chromium or its driver is not installed."""
     paths = chromium_paths()
     if paths is None:
-        pytest.skip(f"no chromium and chromedriver here ({INSTALL}): browser test skipped")
+        raise BrowserMissing(f"no chromium and chromedriver here ({INSTALL})")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -78,3 +81,26 @@ def draw_stroke(driver, points: list[tuple[int, int]], kind: str = "mouse") -> N
         actions.move_to_location(x, y)
     actions.pointer_up()
     builder.perform()
+
+
+def guesses_state(driver) -> dict:
+    """What the page's guesses are about: `strokes` drawn, whether the pen was up, and the
+    milliseconds from the stroke's end to the guess on screen (as the page measured them)."""
+    return driver.execute_script(
+        "const data = document.querySelector('[data-testid=\"guesses\"]').dataset;"
+        "return {strokes: data.strokes, penUp: data.penUp, latencyMs: data.latencyMs};"
+    )
+
+
+def wait_for_guess(driver, strokes: int, timeout_s: float = 30) -> dict:
+    """Waits until the page shows its guess for the first `strokes` strokes, pen up; returns
+    `guesses_state`."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def shown(driver):
+        state = guesses_state(driver)
+        return state if state["strokes"] == str(strokes) and state["penUp"] == "true" else None
+
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.01).until(
+        shown, f"no guess shown for stroke {strokes}"
+    )
