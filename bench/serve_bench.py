@@ -193,17 +193,18 @@ def page_latencies(port: int, drawings: list, directory: Path) -> list[float] | 
             "return document.querySelector('[data-testid=\"canvas\"]').getBoundingClientRect();"
         )
         clear = driver.find_element("css selector", '[data-testid="clear"]')
+        left, top = rect["left"] + MARGIN, rect["top"] + MARGIN
         for drawing in drawings:
+            drawn = 0
             for count, (xs, ys) in enumerate((stroke[:2] for stroke in drawing), 1):
-                points = [
-                    (
-                        round(rect["left"] + MARGIN + SCALE * x),
-                        round(rect["top"] + MARGIN + SCALE * y),
-                    )
-                    for x, y in zip(xs, ys)
-                ]
+                points = []
+                for x, y in zip(xs, ys):
+                    point = (round(left + SCALE * x), round(top + SCALE * y))
+                    if not points or points[-1] != point:  # the page skips a pointer at rest
+                        points.append(point)
                 draw_stroke(driver, points)
-                if count == 1 and len(points) < 2:
+                drawn += len(points)
+                if drawn < 2:
                     continue  # a lone dot: no drawing to guess yet
                 latencies.append(float(wait_for_guess(driver, count)["latencyMs"]))
             clear.click()

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -132,6 +133,47 @@ def test_the_batcher_gives_one_model_call_to_requests_that_wait_together():
     results = asyncio.run(run())
     assert calls == [1, 10, 5]
     assert [float(result[0, 0]) for result in results] == list(range(16))
+
+
+def gathered_calls(wait_ms: float, client_returns: bool) -> list[int]:
+    """Drawings per model call when A runs alone while B and C queue, and A's client sends
+    its next request (A2) as soon as it has its answer (if `client_returns`)."""
+    calls, release = [], threading.Event()
+
+    def classify(points):
+        calls.append(len(points))
+        if len(calls) == 1:
+            release.wait(10)
+        return np.zeros((len(points), 2))
+
+    async def run():
+        batcher = Batcher(classify, max_batch_size=64, wait_ms=wait_ms)
+        point = [np.zeros((2, 3))]
+
+        async def client_a():
+            await batcher.classify(point)
+            if client_returns:
+                await batcher.classify(point)
+
+        first = asyncio.ensure_future(client_a())
+        await asyncio.sleep(0.05)
+        others = [asyncio.ensure_future(batcher.classify(point)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(first, *others)
+        batcher.close()
+
+    asyncio.run(run())
+    return calls
+
+
+def test_under_load_a_call_waits_for_the_clients_it_just_answered():
+    assert gathered_calls(wait_ms=0, client_returns=True) == [1, 2, 1]  # the groups take turns
+    assert gathered_calls(wait_ms=2000, client_returns=True) == [1, 3]  # A2 joins B and C
+    # A client that does not come back delays the call by wait_ms at most.
+    started = time.perf_counter()
+    assert gathered_calls(wait_ms=300, client_returns=False) == [1, 2]
+    assert time.perf_counter() - started < 5
 
 
 def test_the_page_and_its_files(server):

@@ -78,6 +78,13 @@ def make_parser() -> argparse.ArgumentParser:
         "--max_batch_size", type=_positive_int, default=64, help="drawings per model call"
     )
     parser.add_argument(
+        "--batch_wait_ms",
+        type=float,
+        default=5.0,
+        help="under load, how long a model call may wait for the clients it just answered "
+        "(0: never wait)",
+    )
+    parser.add_argument(
         "--max_instances", type=_positive_int, default=MAX_INSTANCES, help="per request"
     )
     parser.add_argument(
@@ -158,6 +165,7 @@ def settings_from(args) -> tuple:
     return Settings(
         limits=limits,
         max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
         predict_routes=_route("AIP_PREDICT_ROUTE", "/predict"),
         health_routes=_route("AIP_HEALTH_ROUTE", "/health"),
     )

@@ -43,6 +43,7 @@ PAGE_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 class Settings:
     limits: protocol.Limits
     max_batch_size: int = 64
+    batch_wait_ms: float = 5.0
     predict_routes: tuple[str, ...] = ("/predict",)
     health_routes: tuple[str, ...] = ("/health",)
 
@@ -78,6 +79,7 @@ def build_app(classifier, settings: Settings) -> Starlette:
     batcher = Batcher(
         lambda points: classifier.probabilities(points, settings.max_batch_size),
         settings.max_batch_size,
+        settings.batch_wait_ms,
     )
 
     async def predict(request: Request) -> Response:

@@ -2,10 +2,16 @@
 
 As TF Serving's batching does, requests that arrive together share a call: one call for 8
 drawings costs far less than 8 calls for one, so throughput grows with the number of clients.
-No request waits for company, though. While the model is idle a request's drawings go to it
-at once, alone; those that arrive while it is busy queue up, and the next call takes all of
-them (up to `max_batch_size` drawings). A lone client therefore sees the model's own latency,
-and under load each call takes whatever the previous call's time let gather.
+A lone request waits for no company: while the model is idle a request's drawings go to it
+at once, so a lone client sees the model's own latency. Requests that arrive while it is busy
+queue up, and the next call takes all of them (up to `max_batch_size` drawings).
+
+Under load, taking only those would split the clients in two groups that take turns: the
+clients of one call send their next requests while the other group's call runs, and wait for
+it. So after a call of several requests (or with requests already queued, that is, with
+several clients about), the next call first waits up to `wait_ms` for the clients it just
+answered to come back, and stops waiting as soon as they have. Measured with 8 clients of one
+drawing, calls went from 4 drawings on average to nearly 8 (see docs/serving.md).
 
 The model runs on a thread of its own: TensorFlow releases the GIL while it computes, so the
 event loop goes on reading and parsing the next requests meanwhile.
@@ -28,12 +34,16 @@ Classify = Callable[[list[np.ndarray]], np.ndarray]
 class Batcher:
     """Gathers the drawings of concurrent `classify` calls into model calls."""
 
-    def __init__(self, classify: Classify, max_batch_size: int):
+    def __init__(self, classify: Classify, max_batch_size: int, wait_ms: float = 0.0):
         if max_batch_size < 1:
             raise ValueError(f"--max_batch_size must be at least 1, got {max_batch_size}")
+        if wait_ms < 0:
+            raise ValueError(f"--batch_wait_ms must be at least 0, got {wait_ms}")
         self._classify = classify
         self.max_batch_size = max_batch_size
+        self.wait_s = wait_ms / 1000
         self._waiting: collections.deque = collections.deque()  # (drawings, future)
+        self._arrived = asyncio.Event()
         self._draining: asyncio.Task | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
         # How many model calls took how many drawings: the evidence that batching happens.
@@ -44,6 +54,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._waiting.append((drawings, future))
+        self._arrived.set()
         if self._draining is None:
             self._draining = loop.create_task(self._drain())
         return await future
@@ -51,9 +62,14 @@ class Batcher:
     async def _drain(self) -> None:
         """Runs model calls while requests wait, each call on all that waited."""
         loop = asyncio.get_running_loop()
+        answered = 0  # requests of the last call
         try:
             while self._waiting:
+                clients = answered + len(self._waiting)
+                if clients > 1 and self.wait_s:
+                    await self._gather(clients)
                 batch = self._take()
+                answered = len(batch)
                 points = [drawing for drawings, _ in batch for drawing in drawings]
                 self.calls_by_size[len(points)] += 1
                 try:
@@ -71,6 +87,19 @@ class Batcher:
                     start += len(drawings)
         finally:
             self._draining = None
+
+    async def _gather(self, clients: int) -> None:
+        """Waits until `clients` requests are queued, or wait_s has passed."""
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while len(self._waiting) < clients:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
 
     def _take(self) -> list:
         """The waiting requests, oldest first, up to max_batch_size drawings (at least one
