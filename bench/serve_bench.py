@@ -12,7 +12,8 @@ drawings of the 26 default categories, one drawing per request:
   direct, 8:  the SavedModel on 8 drawings per call (the limit for 8 clients, batched);
   server, 8:  8 clients at once, each on its own connection.
 
-Each load is bounded: at most LOAD_REQUESTS requests and LOAD_SECONDS seconds. Then Chromium
+Within a round the direct calls and the server's requests take turns in CHUNKS chunks, each
+bounded in count and in time (CHUNK_SECONDS), so that both meet the same machine. Then Chromium
 draws real drawings stroke by stroke on the page and reads, after each stroke, how long the
 page took from the stroke's end to showing the new guess.
 """
@@ -39,8 +40,11 @@ from bench.trainer_bench import CATEGORIES
 
 REPO = Path(__file__).resolve().parents[1]
 DRAWINGS_PER_CATEGORY = 8
-LOAD_REQUESTS = {1: 400, 8: 1600}
-LOAD_SECONDS = 30
+# Each round alternates the direct calls and the server's requests in CHUNKS chunks, so that
+# both meet the same machine: on a shared host its speed drifts within seconds.
+CHUNKS = 8
+REQUESTS_PER_CHUNK = {1: 50, 8: 200}  # one-drawing requests: 400 and 1,600 per round
+CHUNK_SECONDS = 15
 WARMUP_REQUESTS = 30
 PAGE_DRAWINGS = 8
 SCALE, MARGIN = 1.4, 20  # simplified drawings (0..255) onto the page's 400-pixel canvas
@@ -68,32 +72,34 @@ def _export_local_preset(directory: Path) -> Path:
     return directory
 
 
-def _direct_ms(model_dir: str, drawings: list, per_call: int, seconds: float) -> list[float]:
-    """Milliseconds per call of the SavedModel on `per_call` drawings, in this process."""
+# The SavedModel of the direct path, loaded once in the worker process that calls it.
+_DIRECT: dict = {}
+
+
+def _load_direct(model_dir: str, drawings: list) -> None:
     from quickdraw.drawings import drawing_points
     from trainer import serve
 
-    classifier = serve.load_classifier(model_dir, "single_view")
-    points = [drawing_points(drawing, 20_000) for drawing in drawings]
-    batches = [points[start : start + per_call] for start in range(0, len(points), per_call)]
-    batches = [batch for batch in batches if len(batch) == per_call]
-    for batch in batches[:10]:
-        classifier.probabilities(batch, per_call)
-    times, deadline = [], time.perf_counter() + seconds
-    for batch in itertools.cycle(batches):
+    _DIRECT["classifier"] = serve.load_classifier(model_dir, "single_view")
+    _DIRECT["points"] = [drawing_points(drawing, 20_000) for drawing in drawings]
+    _DIRECT["next"] = 0
+    for points in _DIRECT["points"][:10]:  # warm
+        _DIRECT["classifier"].probabilities([points], 1)
+
+
+def _direct_chunk(per_call: int, calls: int) -> list[float]:
+    """Milliseconds of each of `calls` calls of the SavedModel on `per_call` drawings, taken in
+    turn from the real drawings, in the worker process."""
+    classifier, points = _DIRECT["classifier"], _DIRECT["points"]
+    times = []
+    for _ in range(calls):
+        start = _DIRECT["next"] % (len(points) - per_call)
+        _DIRECT["next"] += per_call
+        batch = points[start : start + per_call]
         started = time.perf_counter()
         classifier.probabilities(batch, per_call)
         times.append((time.perf_counter() - started) * 1000)
-        if len(times) >= LOAD_REQUESTS[1] or time.perf_counter() > deadline:
-            return times
     return times
-
-
-def direct(model_dir: str, drawings: list, per_call: int) -> dict:
-    """`_direct_ms` in a fresh process, as a server runs the model: alone."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        times = pool.apply(_direct_ms, (model_dir, drawings, per_call, LOAD_SECONDS))
-    return _summary(times, per_call * len(times) / (sum(times) / 1000))
 
 
 def _summary(times_ms: list[float], rate: float) -> dict:
@@ -105,19 +111,20 @@ def _summary(times_ms: list[float], rate: float) -> dict:
     }
 
 
-def load(port: int, bodies: list[bytes], clients: int) -> dict:
+def load(port: int, bodies: list[bytes], clients: int, requests: int) -> tuple[list[float], float]:
     """`clients` threads sending one-drawing requests back to back, each on one kept-alive
-    connection, until LOAD_REQUESTS[clients] answers or LOAD_SECONDS have passed."""
+    connection, until `requests` answers or CHUNK_SECONDS have passed. Returns each request's
+    milliseconds and the wall-clock seconds of the whole."""
     times: list[float] = []
     lock, failures = threading.Lock(), []
-    deadline = time.perf_counter() + LOAD_SECONDS
+    deadline = time.perf_counter() + CHUNK_SECONDS
 
     def client(offset: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         headers = {"Content-Type": "application/json"}
         for body in itertools.islice(itertools.cycle(bodies), offset, None):
             with lock:
-                if len(times) >= LOAD_REQUESTS[clients] or time.perf_counter() > deadline:
+                if len(times) >= requests or time.perf_counter() > deadline:
                     break
             started = time.perf_counter()
             connection.request("POST", "/predict", body=body, headers=headers)
@@ -141,7 +148,7 @@ def load(port: int, bodies: list[bytes], clients: int) -> dict:
     wall = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed: statuses {sorted(set(failures))}")
-    return _summary(times, len(times) / wall)
+    return times, wall
 
 
 @contextlib.contextmanager
@@ -213,34 +220,57 @@ def page_latencies(port: int, drawings: list, directory: Path) -> list[float] | 
     return latencies
 
 
+def _round(port: int, bodies: list[bytes], pool) -> dict:
+    """One round: for 1 and for 8 clients, direct chunks and server chunks in turn."""
+    figures = {}
+    for clients in (1, 8):
+        direct_times, served_times, served_wall = [], [], 0.0
+        requests = REQUESTS_PER_CHUNK[clients]
+        for _ in range(CHUNKS):
+            direct_times += pool.apply(_direct_chunk, (clients, requests // clients))
+            times, wall = load(port, bodies, clients, requests)
+            served_times += times
+            served_wall += wall
+        drawings_per_s = clients * len(direct_times) / (sum(direct_times) / 1000)
+        figures[f"direct_{clients}"] = _summary(direct_times, drawings_per_s)
+        figures[f"server_{clients}"] = _summary(served_times, len(served_times) / served_wall)
+    figures["overhead"] = figures["server_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
+    figures["scaling"] = figures["server_8"]["rate"] / figures["server_1"]["rate"]
+    return figures
+
+
 def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
     drawings = real_drawings()
     bodies = [orjson.dumps({"instances": [{"drawing": drawing}]}) for drawing in drawings]
-    rounds = {"direct_1": [], "server_1": [], "direct_8": [], "server_8": []}
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as temp:
         directory = Path(temp)
         if model_dir is None:
             model_dir = str(_export_local_preset(directory / "model"))
             log(f"model: the local preset's architecture, exported to {model_dir}")
-        with server(model_dir, directory) as port:
-            load(port, bodies[:WARMUP_REQUESTS], 1)
+        context = multiprocessing.get_context("spawn")
+        with (
+            server(model_dir, directory) as port,
+            context.Pool(1, initializer=_load_direct, initargs=(model_dir, drawings)) as pool,
+        ):
+            load(port, bodies[:WARMUP_REQUESTS], 1, WARMUP_REQUESTS)
             for round_number in range(1, repeats + 1):
-                rounds["direct_1"].append(direct(model_dir, drawings, 1))
-                rounds["server_1"].append(load(port, bodies, 1))
-                rounds["direct_8"].append(direct(model_dir, drawings, 8))
-                rounds["server_8"].append(load(port, bodies, 8))
+                rounds.append(_round(port, bodies, pool))
                 figures = ", ".join(
-                    f"{name} {results[-1]['rate']:.0f}/s p50 {results[-1]['p50_ms']:.1f} ms"
-                    for name, results in rounds.items()
+                    f"{name} {rounds[-1][name]['rate']:.0f}/s p50 {rounds[-1][name]['p50_ms']:.1f} "
+                    f"p99 {rounds[-1][name]['p99_ms']:.0f} ms"
+                    for name in ("direct_1", "server_1", "direct_8", "server_8")
                 )
-                log(f"round {round_number}: {figures}")
+                log(f"round {round_number}: {figures}; overhead {rounds[-1]['overhead']:+.0%}")
             page = page_latencies(
                 port, drawings[::DRAWINGS_PER_CATEGORY][:PAGE_DRAWINGS], directory
             )
     results = {
-        name: {key: statistics.median(r[key] for r in results) for key in results[0]}
-        for name, results in rounds.items()
+        name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
+        for name in ("direct_1", "server_1", "direct_8", "server_8")
     }
+    for name in ("overhead", "scaling"):
+        results[name] = statistics.median(r[name] for r in rounds)
     results["page"] = page
     return results
 
@@ -262,15 +292,14 @@ def table(results: dict) -> str:
             f"| {label} | {clients} | {figures['rate']:,.0f} | {figures['p50_ms']:.1f} ms "
             f"| {figures['p99_ms']:.1f} ms |"
         )
-    overhead = results["server_1"]["p50_ms"] / results["direct_1"]["p50_ms"] - 1
-    scaling = results["server_8"]["rate"] / results["server_1"]["rate"]
     rows += [
         "",
-        f"Server overhead at 1 client (p50 over the direct call's): {overhead:+.0%} "
+        f"Server overhead at 1 client (p50 over the direct call's): {results['overhead']:+.0%} "
         "(target: at most +20%).",
-        f"8 clients over 1: {scaling:.2f}x the requests/s (target: at least 2x); p99 at 8 "
-        f"clients {results['server_8']['p99_ms']:.1f} ms (target: under 100 ms).",
-        "Medians over the rounds.",
+        f"8 clients over 1: {results['scaling']:.2f}x the requests/s (target: at least 2x); "
+        f"p99 at 8 clients {results['server_8']['p99_ms']:.1f} ms (target: under 100 ms).",
+        "Medians over the rounds of each figure, and of each round's own ratios; within a round",
+        "the direct calls and the server's requests take turns in chunks.",
     ]
     page = results["page"]
     if isinstance(page, str):
