@@ -32,12 +32,16 @@ IMAGE ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(REPO)/trainer:$(TAG)
 ARGS ?=
 DATAFLOW_ARGS ?= --machine_type=n2-standard-4 --max_num_workers=32 --num_shards=1000
 SUBMIT_ARGS ?=
+# Serving: the server's flags, the serving image, and trainer.deploy's own flags.
+SERVE_ARGS ?=
+SERVE_IMAGE ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(REPO)/server:$(TAG)
+DEPLOY_ARGS ?=
 
 CATEGORY_FLAG = $(if $(strip $(CATEGORIES)),--categories "$(CATEGORIES)")
 
 .DEFAULT_GOAL := help
-.PHONY: help install all data train predict test lint bench image push dataflow \
-	dataflow-template submit clean
+.PHONY: help install all data train predict serve test lint bench image push serve-image \
+	push-serve dataflow dataflow-template submit deploy clean
 
 help: ## List the targets and the variables they read.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -73,6 +77,9 @@ predict: ## Classify drawings with the exported model (MODEL_DIR, PREDICT_FILES)
 	fi
 	$(PY) -m trainer.predict --model_dir "$(MODEL_DIR)" --top_k 3 $(PREDICT_FILES)
 
+serve: ## Serve MODEL_DIR's export and the page to draw on at http://127.0.0.1:8080/ (MODEL_DIR, SERVE_ARGS).
+	$(PY) -m trainer.serve --model_dir "$(MODEL_DIR)" $(SERVE_ARGS)
+
 test: ## Run the test suite (offline; real drawings from ../shared/quickdraw when present).
 	$(PY) -m pytest
 
@@ -80,6 +87,7 @@ lint: ## ruff on the Python code, hadolint on the Dockerfile.
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/hadolint serve.Dockerfile
 
 bench: ## Measure the pipeline and the trainer against their baselines (prints a table).
 	$(PY) -m bench
@@ -89,6 +97,12 @@ image: ## Build the training container for Vertex AI's linux/amd64 machines (IMA
 
 push: image ## Push the training container to Artifact Registry (IMAGE).
 	docker push "$(IMAGE)"
+
+serve-image: ## Build the serving container (serve.Dockerfile, CPU) for Vertex AI (SERVE_IMAGE; needs a Docker engine).
+	docker build --platform linux/amd64 -f serve.Dockerfile -t "$(SERVE_IMAGE)" .
+
+push-serve: serve-image ## Push the serving container to Artifact Registry (SERVE_IMAGE).
+	docker push "$(SERVE_IMAGE)"
 
 dataflow: ## Convert the whole public bucket on Dataflow into gs://BUCKET/data (PROJECT, REGION, BUCKET, DATAFLOW_ARGS).
 	@test -n "$(PROJECT)" -a -n "$(BUCKET)" || { echo "make dataflow needs PROJECT= and BUCKET="; exit 2; }
@@ -112,6 +126,11 @@ submit: ## Submit a Vertex AI training job (PROJECT, REGION, IMAGE, BUCKET; SUBM
 		--training_data "/gcs/$(BUCKET)/data/training.tfrecord-?????-of-?????" \
 		--eval_data "/gcs/$(BUCKET)/data/eval.tfrecord-?????-of-?????" \
 		--classes_file "/gcs/$(BUCKET)/data/training.tfrecord.classes" $(ARGS)
+
+deploy: ## Deploy MODEL_DIR (gs://) to a Vertex AI endpoint with the serving image (PROJECT, REGION, SERVE_IMAGE, MODEL_DIR; DEPLOY_ARGS e.g. --dry_run, --endpoint NAME).
+	@test -n "$(PROJECT)" || { echo "make deploy needs PROJECT="; exit 2; }
+	$(PY) -m trainer.deploy --project "$(PROJECT)" --region "$(REGION)" --image "$(SERVE_IMAGE)" \
+		--model_dir "$(MODEL_DIR)" $(DEPLOY_ARGS)
 
 clean: ## Remove local outputs (DATA_DIR, MODEL_DIR) and caches; keeps .venv.
 	rm -rf "$(DATA_DIR)" "$(MODEL_DIR)" bench_output .pytest_cache .ruff_cache

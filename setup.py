@@ -3,7 +3,8 @@
 Extras:
   pipeline  Apache Beam with its GCP connectors (DirectRunner, Dataflow).
   trainer   TensorFlow and Keras 3 (the training container installs only this).
-  cloud     The Vertex AI SDK, to submit training jobs.
+  cloud     The Vertex AI SDK, to submit training jobs and deploy the model.
+  serve     The prediction server's web stack (the serving image adds TensorFlow).
   dev       Everything above plus the test and lint tools.
 
 The base requirements are what a Dataflow worker needs besides Beam itself: Dataflow
@@ -31,6 +32,14 @@ CLOUD = [
     "google-cloud-aiplatform>=1.100,<2",
     "google-cloud-storage>=2.18,<4",
 ]
+# Starlette on uvicorn: a small, kept ASGI stack; httptools and uvloop are uvicorn's fast
+# HTTP parser and event loop, which it picks up when they are installed.
+SERVE = [
+    "starlette>=0.46,<2",
+    "uvicorn>=0.30,<1",
+    "httptools>=0.6,<1",
+    "uvloop>=0.19,<1; sys_platform != 'win32'",
+]
 DEV = [
     "pytest>=8,<10",
     "ruff>=0.6",
@@ -39,6 +48,8 @@ DEV = [
     "gcp-storage-emulator>=2024.8",
     # The test certificate authority that lets TensorFlow's GCS client reach the emulator.
     "cryptography>=42",
+    # Drives Debian's chromium through chromium-driver in the page's tests.
+    "selenium>=4.20,<5",
 ]
 
 setuptools.setup(
@@ -50,12 +61,16 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["quickdraw", "quickdraw.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]
     ),
-    package_data={"pipeline": ["public_categories.txt"]},
+    package_data={
+        "pipeline": ["public_categories.txt"],
+        "trainer": ["serving/static/*.html", "serving/static/*.css", "serving/static/*.js"],
+    },
     install_requires=BASE,
     extras_require={
         "pipeline": PIPELINE,
         "trainer": TRAINER,
         "cloud": CLOUD,
-        "dev": PIPELINE + TRAINER + CLOUD + DEV,
+        "serve": SERVE,
+        "dev": PIPELINE + TRAINER + CLOUD + SERVE + DEV,
     },
 )

@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark, printed side by side with its baseline.
 
-python -m bench [--only pipeline|trainer|gpu] [--repeats 3] [--records DIR]
+python -m bench [--only pipeline|trainer|serve|gpu] [--repeats 3] [--records DIR] [--model_dir DIR]
 """
 
 from __future__ import annotations
@@ -9,18 +9,23 @@ import argparse
 import logging
 from pathlib import Path
 
-from bench import gpu_bench, pipeline_bench, trainer_bench
+from bench import gpu_bench, pipeline_bench, serve_bench, trainer_bench
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("pipeline", "trainer", "gpu"))
+    parser.add_argument("--only", choices=("pipeline", "trainer", "serve", "gpu"))
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; medians reported")
     parser.add_argument(
         "--records",
         type=Path,
         help="GPU bench only: a folder of the pipeline's TFRecords to train on, for a GPU "
         "machine without ../shared (default: convert ../shared's drawings first)",
+    )
+    parser.add_argument(
+        "--model_dir",
+        help="serving bench only: an exported model to serve (default: the local preset's "
+        "architecture, exported untrained: weights do not change the cost)",
     )
     return parser
 
@@ -37,6 +42,12 @@ def main(argv=None) -> None:
         print("\n== Trainer: input pipeline and serving, on this CPU ==", flush=True)
         results = trainer_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
         print(trainer_bench.table(results))
+    if args.only in (None, "serve"):
+        print("\n== Serving: trainer.serve over loopback, and the page in Chromium ==", flush=True)
+        results = serve_bench.run(
+            args.model_dir, repeats=args.repeats, log=lambda m: print(m, flush=True)
+        )
+        print(serve_bench.table(results))
     if args.only in (None, "gpu"):
         print(f"\n== Trainer on a GPU: batch {gpu_bench.BATCH_SIZE}, cuDNN ==", flush=True)
         results = gpu_bench.run(

@@ -1,4 +1,4 @@
-"""The training container, checked without a Docker engine.
+"""The training and serving containers, checked without a Docker engine.
 
 hadolint lints the Dockerfile. dockerfile-parse reads it, so that these tests can check what
 the image holds (a non-root user, no credentials, the package with its trainer extra, nothing
@@ -29,21 +29,27 @@ from dockerfile_parse import DockerfileParser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
+SERVE_DOCKERFILE = REPO / "serve.Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 QUICKDRAW = REPO.parent / "shared" / "quickdraw"
 
 # All the image is built from. A COPY of anything else would bake data or secrets in.
 PACKAGE_SOURCES = ("setup.py", "pyproject.toml", "quickdraw", "pipeline", "trainer")
 ENTRYPOINT = ["python", "-m", "trainer"]
+# The server listens on every interface in a container: Vertex AI calls it from outside.
+SERVE_ENTRYPOINT = ["python", "-m", "trainer.serve", "--host", "0.0.0.0"]
 
 _SECRET_NAME = re.compile(
     r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY", re.IGNORECASE
 )
 _SECRET_VALUE = re.compile(r"-----BEGIN|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|\"private_key\"")
-# `pip install ... .[trainer]` (or ./[trainer], /app[trainer], [dev,trainer] ...).
-_TRAINER_EXTRA = re.compile(
-    r"\bpip\b.*\binstall\b.*?[\"']?(?:\.|\./|/[\w./-]*)\[[^\]]*\btrainer\b[^\]]*\]"
-)
+
+
+def installs_extra(run: str, extra: str) -> bool:
+    """Whether a RUN installs the package with `extra`: `pip install ... .[trainer]` (or
+    ./[trainer], /app[trainer], [dev,trainer] ...)."""
+    pattern = rf"\bpip\b.*\binstall\b.*?[\"']?(?:\.|\./|/[\w./-]*)\[[^\]]*\b{extra}\b[^\]]*\]"
+    return re.search(pattern, run) is not None
 
 
 def parse_dockerfile(text: str) -> DockerfileParser:
@@ -74,7 +80,9 @@ def copy_sources(value: str) -> list[str]:
     return words[:-1]
 
 
-def dockerfile_problems(text: str) -> list[str]:
+def dockerfile_problems(
+    text: str, extra: str = "trainer", entrypoint: list[str] = ENTRYPOINT
+) -> list[str]:
     parser = parse_dockerfile(text)
     problems = []
     users = [item["value"] for item in parser.structure if item["instruction"] == "USER"]
@@ -91,15 +99,15 @@ def dockerfile_problems(text: str) -> list[str]:
                 if posixpath.normpath(source).split("/")[0] not in PACKAGE_SOURCES:
                     problems.append(f"{item['instruction']} {source}: only the package goes in")
     runs = [item["value"] for item in parser.structure if item["instruction"] == "RUN"]
-    if not any(_TRAINER_EXTRA.search(run) for run in runs):
-        problems.append("no RUN installs the package with its trainer extra")
+    if not any(installs_extra(run, extra) for run in runs):
+        problems.append(f"no RUN installs the package with its {extra} extra")
     try:
         command = container_command(parser)
     except ValueError as error:
         problems.append(str(error))
     else:
-        if command != ENTRYPOINT:
-            problems.append(f"the container runs {command}, not {ENTRYPOINT}")
+        if command != entrypoint:
+            problems.append(f"the container runs {command}, not {entrypoint}")
     return problems
 
 
@@ -125,10 +133,11 @@ def hadolint(path: Path) -> list[dict]:
     return findings
 
 
-def test_hadolint_finds_nothing():
-    findings = hadolint(DOCKERFILE)
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, SERVE_DOCKERFILE], ids=lambda p: p.name)
+def test_hadolint_finds_nothing(dockerfile):
+    findings = hadolint(dockerfile)
     assert findings == [], "\n".join(
-        f"Dockerfile:{finding['line']} {finding['code']} {finding['message']}"
+        f"{dockerfile.name}:{finding['line']} {finding['code']} {finding['message']}"
         for finding in findings
     )
 
@@ -145,6 +154,19 @@ def test_hadolint_reports_a_careless_dockerfile(tmp_path):
 
 def test_dockerfile_is_non_root_credential_free_and_runs_the_trainer():
     assert dockerfile_problems(DOCKERFILE.read_text()) == []
+
+
+def test_serving_image_is_non_root_credential_free_and_runs_the_server():
+    text = SERVE_DOCKERFILE.read_text()
+    assert dockerfile_problems(text, extra="serve", entrypoint=SERVE_ENTRYPOINT) == []
+    parser = parse_dockerfile(text)
+    runs = " ".join(item["value"] for item in parser.structure if item["instruction"] == "RUN")
+    # CPU TensorFlow of the trainer's version loads the SavedModel; no CUDA wheels.
+    assert re.search(r'"tensorflow-cpu==2\.21\.\*"', runs), runs
+    assert "and-cuda" not in runs
+    assert re.search(r"useradd .*--uid 1000 server", runs)
+    exposed = [item["value"] for item in parser.structure if item["instruction"] == "EXPOSE"]
+    assert exposed == ["8080"]  # the port trainer.deploy gives Vertex AI
 
 
 def test_dockerfile_checks_catch_each_problem():
@@ -253,12 +275,14 @@ def test_build_context_leaves_data_outputs_and_secrets_out():
         assert not is_ignored(path, rules), path
 
 
-def test_build_context_holds_the_package_and_every_copy_source():
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, SERVE_DOCKERFILE], ids=lambda p: p.name)
+def test_build_context_holds_the_package_and_every_copy_source(dockerfile):
     context = build_context(REPO, dockerignore_rules(DOCKERIGNORE.read_text()))
     outside = sorted(path for path in context if path.split("/")[0] not in PACKAGE_SOURCES)
     assert outside == []
     assert {"setup.py", "pyproject.toml", "quickdraw/schema.py", "trainer/__main__.py"} <= context
-    parser = parse_dockerfile(DOCKERFILE.read_text())
+    assert {"trainer/serve.py", "trainer/serving/static/page.js"} <= context
+    parser = parse_dockerfile(dockerfile.read_text())
     for item in parser.structure:
         if item["instruction"] in ("COPY", "ADD"):
             for source in copy_sources(item["value"]):
@@ -289,8 +313,12 @@ def test_package_builds_from_the_build_context_alone(tmp_path):
     packaged = set(zipfile.ZipFile(wheel).namelist())
     package_files = {path for path in context if path.split("/")[0] in ("pipeline", "trainer")}
     assert sorted(package_files - packaged) == []
+    # The page's files are package data: the serving image's pip install must carry them.
+    static = {path for path in package_files if path.startswith("trainer/serving/static/")}
+    assert {"trainer/serving/static/index.html", "trainer/serving/static/page.js"} <= static
     (metadata,) = [name for name in packaged if name.endswith(".dist-info/METADATA")]
-    assert "Provides-Extra: trainer" in zipfile.ZipFile(wheel).read(metadata).decode()
+    metadata = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "Provides-Extra: trainer" in metadata and "Provides-Extra: serve" in metadata
 
 
 # --- The container's command, run here as Vertex AI runs a tuning trial ----------------------

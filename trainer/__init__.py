@@ -18,4 +18,8 @@ Modules, in the order a reader meets them:
   evaluate    loss, top-1/top-3, per-class accuracy, confusion matrix -> metrics.json
   export      the SavedModel that takes absolute points
   predict     `python -m trainer.predict`: classify ndjson drawings with the export
+  serve       `python -m trainer.serve`: the export over HTTP (Vertex AI's API) and a page
+  serving/    the server's request protocol, batching, Starlette app and page
+  submit      `python -m trainer.submit`: training jobs on Vertex AI
+  deploy      `python -m trainer.deploy`: the export on a Vertex AI endpoint
 """
