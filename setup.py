@@ -2,7 +2,8 @@
 
 Extras:
   pipeline  Apache Beam with its GCP connectors (DirectRunner, Dataflow).
-  trainer   TensorFlow and Keras 3 (the training container installs only this).
+  trainer   TensorFlow and Keras 3, matplotlib and SciPy for the training report (the training
+            container installs only this).
   cloud     The Vertex AI SDK, to submit training jobs.
   dev       Everything above plus the test and lint tools.
 
@@ -26,6 +27,10 @@ TRAINER = [
     "tensorflow>=2.21,<2.22",
     "keras>=3.10,<4",
     "google-cloud-storage>=2.18,<4",
+    # The training report's figures (trainer.report), which the trainer writes itself.
+    "matplotlib>=3.8,<4",
+    # Its confusion matrix's class order: a clustering of the classes by their confusions.
+    "scipy>=1.11,<2",
 ]
 CLOUD = [
     "google-cloud-aiplatform>=1.100,<2",
@@ -39,6 +44,8 @@ DEV = [
     "gcp-storage-emulator>=2024.8",
     # The test certificate authority that lets TensorFlow's GCS client reach the emulator.
     "cryptography>=42",
+    # Drives Debian's chromium and chromium-driver, which render the pages in tests.
+    "selenium>=4.20,<5",
 ]
 
 setuptools.setup(
