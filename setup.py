@@ -46,6 +46,8 @@ DEV = [
     "cryptography>=42",
     # Drives Debian's chromium and chromium-driver, which render the pages in tests.
     "selenium>=4.20,<5",
+    # Reads the trainer's image summaries in tests, as TensorBoard itself does.
+    "tensorboard>=2.19,<3",
 ]
 
 setuptools.setup(

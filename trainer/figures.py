@@ -114,7 +114,7 @@ def per_class_accuracy(per_class: dict[str, float | None], top1: float) -> bytes
     bars.set(xlabel="top-1 accuracy on the class's eval drawings (%)", ylabel="class")
     title = f"The {len(shown)} weakest of {len(pairs)} classes" if many else "Top-1 by class"
     bars.set_title(title)
-    bars.legend(loc="lower right")
+    bars.legend(loc="upper right")  # beside the weakest classes' short bars
     bars.grid(axis="x", alpha=0.3)
     if many:
         every = np.asarray([value for _, value in pairs]) * 100
@@ -210,7 +210,7 @@ def confusion_heatmap(confusion: np.ndarray, labels: list[str], title: str) -> b
                 str(int(raw[row, column])),
                 ha="center",
                 va="center",
-                fontsize=6,
+                fontsize=max(6.0, min(10.0, 120 / size)),
                 color="white" if dark else "black",
             )
     bar = figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)

@@ -130,8 +130,8 @@ def build(model_dir: str, data_dir: str | None = None) -> str:
             "Training curves",
             figures.training_curves(history.scalars),
             "The training loss and learning rate at each logged step, and eval top-1 and "
-            f"top-3 at each of the {evaluations} evaluations: flat curves at the end mean more "
-            "steps of this recipe would not have helped much.",
+            f"top-3 at each of the {evaluations} evaluations. A loss and an accuracy still "
+            "moving at the end say more steps would help; flat ones, that they would not.",
         )
     else:
         missing.append(f"training curves: no TensorBoard scalars in {log_dir}")
