@@ -104,7 +104,9 @@ def per_class_accuracy(per_class: dict[str, float | None], top1: float) -> bytes
     names, values = zip(*shown)
     values = np.asarray(values) * 100
     positions = np.arange(len(shown))
-    colors = pyplot.get_cmap("RdYlGn")(np.asarray(values) / 100)
+    # Red to green over the range shown, so that the weakest stand out whatever their level.
+    low = min(values.min(), 99.0)
+    colors = pyplot.get_cmap("RdYlGn")((values - low) / (100 - low))
     drawn = bars.barh(positions, values, color=colors, edgecolor="none")
     bars.bar_label(drawn, fmt="%.0f%%", fontsize=7, padding=2)
     bars.set_yticks(positions, names, fontsize=8)
@@ -210,7 +212,7 @@ def confusion_heatmap(confusion: np.ndarray, labels: list[str], title: str) -> b
                 str(int(raw[row, column])),
                 ha="center",
                 va="center",
-                fontsize=max(6.0, min(10.0, 120 / size)),
+                fontsize=max(6.5, min(10.0, 150 / size)),
                 color="white" if dark else "black",
             )
     bar = figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
@@ -242,6 +244,7 @@ def data_overview(stats: dict) -> bytes:
         counts.barh(positions, train, label="train", color="tab:blue")
         counts.barh(positions, eval_, left=train, label="eval", color="tab:orange")
         counts.set_yticks(positions, names, fontsize=8)
+        counts.invert_yaxis()  # the fewest at the top
         counts.set(xlabel="drawings", ylabel="class")
     else:
         counts.bar(positions, train, width=1.0, label="train", color="tab:blue")
@@ -249,20 +252,21 @@ def data_overview(stats: dict) -> bytes:
         counts.set(xlabel=f"class (all {len(names)}, fewest drawings first)", ylabel="drawings")
         counts.set_xticks([])
     totals = train + eval_
-    if totals.max() > 20 * max(totals[totals > 0].min(initial=1), 1):
+    if not labelled and totals.max() > 20 * max(totals.min(), 1):
         # A few classes with far more drawings would flatten the others to nothing.
-        if labelled:
-            counts.set_xscale("log")
-        else:
-            counts.set_yscale("log")
+        counts.set_yscale("log")
     counts.set_title("Drawings per class and split")
-    counts.legend(loc="lower right")
+    # Below the axes: inside, it would hide the ends of the longest bars.
+    counts.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     if histogram:
         spread = axes[0, 1]
         steps = np.array(sorted(int(key) for key in histogram))
         drawings = np.array([histogram[str(key)] for key in steps])
         points = steps + 1  # the ink has one step fewer than the drawing has points
-        spread.bar(points, drawings, width=1.0, color="tab:green")
+        # At most about 80 bars: one per length reads as noise over a long range.
+        edges = np.histogram_bin_edges(points, bins=min(80, int(np.ptp(points)) + 1))
+        binned, _ = np.histogram(points, bins=edges, weights=drawings)
+        spread.bar(edges[:-1], binned, width=np.diff(edges), align="edge", color="tab:green")
         cumulative = np.cumsum(drawings) / drawings.sum()
         for share, style in ((0.5, "-"), (0.9, "--"), (0.99, ":")):
             at = points[np.searchsorted(cumulative, share)]
@@ -272,7 +276,7 @@ def data_overview(stats: dict) -> bytes:
         spread.set(
             title="Points per drawing (both splits)",
             xlabel="points in the drawing",
-            ylabel="drawings",
+            ylabel="drawings per bar",
         )
         spread.legend(title="drawings with at most")
     figure.tight_layout()
