@@ -300,8 +300,9 @@ def mistakes_grid(mistakes: list[dict], columns: int = 6) -> bytes:
         raise ValueError("no misclassified drawing to show")
     columns = min(columns, len(mistakes))
     rows = -(-len(mistakes) // columns)
+    # Constrained layout leaves room for each cell's three lines of guesses below it.
     figure, grid = pyplot.subplots(
-        rows, columns, figsize=(2.4 * columns, 2.9 * rows), squeeze=False
+        rows, columns, figsize=(2.4 * columns, 3.2 * rows), squeeze=False, layout="constrained"
     )
     for axes, mistake in zip(grid.flat, mistakes):
         render.draw_ink(axes, np.asarray(mistake["points"], dtype=np.float32), linewidth=1.5)
@@ -314,5 +315,4 @@ def mistakes_grid(mistakes: list[dict], columns: int = 6) -> bytes:
     for axes in grid.flat[len(mistakes) :]:
         axes.set_visible(False)
     figure.suptitle("Misclassified eval drawings: the true class, then the model's guesses")
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.25 / figure.get_figheight()))
     return png_bytes(figure)

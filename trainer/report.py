@@ -233,7 +233,7 @@ def _page(model_dir, metrics, config, history, stats, sections, missing) -> str:
     if single:
         headline.append(
             (
-                "each drawing alone",
+                "top-1 / top-3, each drawing alone",
                 f"{percent(single['top1_accuracy'])} / {percent(single['top3_accuracy'])}",
             )
         )
