@@ -57,6 +57,8 @@ class Mistakes:
 
     def add(self, features: dict, labels, top_indices, top_probabilities) -> None:
         """Keeps what it still wants of one evaluated batch (numpy or eager tensors)."""
+        if self._counts.min() >= self.per_class:
+            return  # every class has its share: nothing more to copy out of the batches
         labels = np.asarray(labels)
         top_indices = np.asarray(top_indices)
         wrong = np.flatnonzero(top_indices[:, 0] != labels)

@@ -343,7 +343,10 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
             writer, at_step, {f"eval/{name}": result[name] for name in evaluate.HEADLINE}
         )
         if cluster.is_chief:
-            summaries.write_confusion_image(writer, result)
+            try:
+                summaries.write_confusion_image(writer, result)
+            except Exception:  # noqa: BLE001 - a picture must never stop a training run
+                logging.exception("could not draw the confusion matrix for TensorBoard")
         return result
 
     if step < config.steps:
