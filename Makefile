@@ -40,8 +40,8 @@ DEPLOY_ARGS ?=
 CATEGORY_FLAG = $(if $(strip $(CATEGORIES)),--categories "$(CATEGORIES)")
 
 .DEFAULT_GOAL := help
-.PHONY: help install all data train predict serve test lint bench image push serve-image \
-	push-serve dataflow dataflow-template submit deploy clean
+.PHONY: help install all data train report predict serve test lint bench image push \
+	serve-image push-serve dataflow dataflow-template submit deploy clean
 
 help: ## List the targets and the variables they read.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -61,12 +61,15 @@ data: ## Run the Beam pipeline locally (INPUT, CATEGORIES, TRAIN_PER_CLASS, EVAL
 		--train_per_class $(TRAIN_PER_CLASS) --eval_per_class $(EVAL_PER_CLASS) \
 		--overwrite $(PIPELINE_ARGS)
 
-train: ## Train, evaluate and export locally (DATA_DIR, MODEL_DIR, TRAIN_PRESET, TRAIN_ARGS).
+train: ## Train, evaluate, export and write the report locally (DATA_DIR, MODEL_DIR, TRAIN_PRESET, TRAIN_ARGS).
 	$(PY) -m trainer --preset $(TRAIN_PRESET) \
 		--training_data "$(DATA_DIR)/training.tfrecord-?????-of-?????" \
 		--eval_data "$(DATA_DIR)/eval.tfrecord-?????-of-?????" \
 		--classes_file "$(DATA_DIR)/training.tfrecord.classes" \
 		--model_dir "$(MODEL_DIR)" $(TRAIN_ARGS)
+
+report: ## Rebuild MODEL_DIR/report/index.html, the training report (MODEL_DIR, DATA_DIR); make train writes it too.
+	$(PY) -m trainer.report --model_dir "$(MODEL_DIR)" --data_dir "$(DATA_DIR)"
 
 predict: ## Classify drawings with the exported model (MODEL_DIR, PREDICT_FILES).
 	@if [ "$(PREDICT_FILES)" = "$(DATA_DIR)/predict_sample.ndjson" ]; then \

@@ -2,7 +2,8 @@
 
 Extras:
   pipeline  Apache Beam with its GCP connectors (DirectRunner, Dataflow).
-  trainer   TensorFlow and Keras 3 (the training container installs only this).
+  trainer   TensorFlow and Keras 3, matplotlib and SciPy for the training report (the training
+            container installs only this).
   cloud     The Vertex AI SDK, to submit training jobs and deploy the model.
   serve     The prediction server's web stack (the serving image adds TensorFlow).
   dev       Everything above plus the test and lint tools.
@@ -27,6 +28,10 @@ TRAINER = [
     "tensorflow>=2.21,<2.22",
     "keras>=3.10,<4",
     "google-cloud-storage>=2.18,<4",
+    # The training report's figures (trainer.report), which the trainer writes itself.
+    "matplotlib>=3.8,<4",
+    # Its confusion matrix's class order: a clustering of the classes by their confusions.
+    "scipy>=1.11,<2",
 ]
 CLOUD = [
     "google-cloud-aiplatform>=1.100,<2",
@@ -48,8 +53,10 @@ DEV = [
     "gcp-storage-emulator>=2024.8",
     # The test certificate authority that lets TensorFlow's GCS client reach the emulator.
     "cryptography>=42",
-    # Drives Debian's chromium through chromium-driver in the page's tests.
+    # Drives Debian's chromium and chromium-driver, which render the pages in tests.
     "selenium>=4.20,<5",
+    # Reads the trainer's image summaries in tests, as TensorBoard itself does.
+    "tensorboard>=2.19,<3",
 ]
 
 setuptools.setup(

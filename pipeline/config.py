@@ -15,6 +15,9 @@ PUBLIC_INPUT = "gs://quickdraw_dataset/full/simplified/*.ndjson"
 DEFAULT_MAX_POINTS = 20_000
 
 SPLIT_MODES = ("first", "hash")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# How a run reports on itself, not what it makes: left out of stats.json's options.
+REPORTING_FIELDS = ("progress_every", "log_level")
 
 
 class UsageError(ValueError):
@@ -35,6 +38,8 @@ class PipelineConfig:
     recognized_only: bool = False
     max_points: int = DEFAULT_MAX_POINTS
     overwrite: bool = False
+    progress_every: float = 10.0  # seconds between progress lines of a local run; 0: none
+    log_level: str = "INFO"
 
     def __post_init__(self):
         if not self.output_dir:
@@ -53,6 +58,15 @@ class PipelineConfig:
             raise UsageError(f"--max_points must be >= 2, got {self.max_points}")
         if self.categories is not None and not self.categories:
             raise UsageError("--categories is empty: name at least one category, or leave it out")
+        if not self.progress_every >= 0:
+            raise UsageError(
+                f"--progress_every must be >= 0 seconds (0 for no progress lines), "
+                f"got {self.progress_every}"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise UsageError(
+                f"--log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
 
     @property
     def per_class_quota(self) -> int:
@@ -60,8 +74,11 @@ class PipelineConfig:
         return self.train_per_class + self.eval_per_class
 
     def to_json(self) -> dict:
+        """The options that decide the outputs, as stats.json records them."""
         result = dataclasses.asdict(self)
         result["categories"] = list(self.categories) if self.categories else None
+        for name in REPORTING_FIELDS:
+            del result[name]
         return result
 
 
@@ -157,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the outputs of an earlier run in --output_dir",
     )
+    parser.add_argument(
+        "--progress_every",
+        type=_fraction,
+        default=10.0,
+        help="seconds between progress lines of a local run, 0 for none (%(default)s)",
+    )
+    parser.add_argument(
+        "--log_level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="WARNING or ERROR for a quiet run (%(default)s)",
+    )
     return parser
 
 
@@ -193,5 +223,7 @@ def parse_args(argv: list[str] | None) -> tuple[PipelineConfig, list[str]]:
         recognized_only=args.recognized_only,
         max_points=args.max_points,
         overwrite=args.overwrite,
+        progress_every=args.progress_every,
+        log_level=args.log_level,
     )
     return config, beam_args

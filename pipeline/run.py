@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import sys
+import tempfile
 from pathlib import Path
 
 import apache_beam as beam
@@ -26,18 +27,24 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import inputs, transforms
+from pipeline import inputs, progress, transforms
 from pipeline.config import PipelineConfig, UsageError, parse_args
 
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner")
 
 
-def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[inputs.InputFile]):
-    """Adds the whole job to `pipeline`; returns the PCollection of the final stats."""
+def build(
+    pipeline: beam.Pipeline,
+    config: PipelineConfig,
+    files: list[inputs.InputFile],
+    progress_dir: str | None = None,
+):
+    """Adds the whole job to `pipeline`; returns the PCollection of the final stats. With a
+    `progress_dir` the transforms count their work there (`pipeline.progress`)."""
     read = (
         pipeline
         | "ListFiles" >> beam.Create(files)
-        | "ReadDrawings" >> transforms.ReadDrawings(config)
+        | "ReadDrawings" >> transforms.ReadDrawings(config, progress_dir)
     )
     shards = read.drawings | "AssignShards" >> transforms.AssignShards(config)
     counts = (
@@ -46,7 +53,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[inputs.In
         | "MergeCounts" >> beam.CombineGlobally(transforms.MergeCountsFn())
     )
     classes = counts | "ListClasses" >> beam.Map(transforms.class_list, config)
-    _ = shards.chunks | "WriteShards" >> transforms.WriteShards(config, classes)
+    _ = shards.chunks | "WriteShards" >> transforms.WriteShards(config, classes, progress_dir)
     _ = read[transforms.BAD_LINES] | "WriteErrors" >> transforms.WriteErrors(config.output_dir)
     return counts | "WriteMetadata" >> beam.FlatMap(
         transforms.write_outputs_metadata, beam.pvalue.AsSingleton(classes), config
@@ -117,6 +124,11 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
     by reason, drawings written per split).
     """
     config, beam_args = parse_args(argv)
+    return run_config(config, beam_args)
+
+
+def run_config(config: PipelineConfig, beam_args: list[str]) -> beam.runners.runner.PipelineResult:
+    """`run` once the flags are parsed."""
     runner, options = _runner_and_options(beam_args)
     if isinstance(runner, FnApiRunner):  # a Dataflow job needs credentials anyway
         inputs.read_gcs_anonymously_without_credentials(config)
@@ -130,24 +142,41 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
         files[-1].path if files else "-",
     )
     logging.info("options: %s", config.to_json())
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    build(pipeline, config, files)
-    result = pipeline.run()
+    if isinstance(runner, FnApiRunner) and config.progress_every:
+        with tempfile.TemporaryDirectory(prefix="pipeline-progress-") as progress_dir:
+            with progress.Reporter(progress_dir, len(files), config.progress_every):
+                result = _run_pipeline(runner, options, config, files, progress_dir)
+    else:
+        result = _run_pipeline(runner, options, config, files)
     if options.view_as(GoogleCloudOptions).template_location:
         logging.info("template staged at %s", options.view_as(GoogleCloudOptions).template_location)
         return result
-    result.wait_until_finish()
     _log_summary(config)
     return result
 
 
+def _run_pipeline(runner, options, config, files, progress_dir=None):
+    """Builds and runs the pipeline; waits for it unless it only stages a template."""
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build(pipeline, config, files, progress_dir)
+    result = pipeline.run()
+    if not options.view_as(GoogleCloudOptions).template_location:
+        result.wait_until_finish()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config, beam_args = parse_args(argv)
+    except UsageError as error:
+        print(f"python -m pipeline: error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(message)s")
     # Beam logs a line for each annotation it reads as a string (all of ours are strings:
     # `from __future__ import annotations`), 17 of a local run's 25 lines; none is news.
     logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
     try:
-        run(argv)
+        run_config(config, beam_args)
     except UsageError as error:
         print(f"python -m pipeline: error: {error}", file=sys.stderr)
         return 2

@@ -79,6 +79,10 @@ def report(counts: dict, config_json: dict, classes: list[str]) -> dict:
         "classes": len(classes),
         "per_category": {name: written.get(name, {"train": 0, "eval": 0}) for name in classes},
         "sequence_length": percentiles(counts.get("lengths", {})),
+        # {ink steps: drawings}, both splits: the report draws it as points per drawing.
+        "sequence_length_histogram": dict(
+            sorted(counts.get("lengths", {}).items(), key=lambda item: int(item[0]))
+        ),
     }
     if config_json["split"] == "first":
         wanted = {"train": config_json["train_per_class"], "eval": config_json["eval_per_class"]}

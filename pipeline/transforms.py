@@ -26,7 +26,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline import chunks
+from pipeline import chunks, progress
 from pipeline import stats as stats_lib
 from pipeline.config import PipelineConfig
 from pipeline.inputs import InputFile
@@ -74,10 +74,12 @@ class ReadFileFn(beam.DoFn):
     Outputs (file index, DrawingBatch) on the main output, each bad line as a JSON error
     record on `bad_lines`, and the file's counts on `stats`. With `--split=first` and a
     file named after its category, reading stops once the category has its quota.
+    With a `progress_dir` it also counts its work there (`pipeline.progress`).
     """
 
-    def __init__(self, config: PipelineConfig):
+    def __init__(self, config: PipelineConfig, progress_dir: str | None = None):
         self._config = config
+        self._progress_dir = progress_dir
         self._lines_read = Metrics.counter(COUNTERS, "lines_read")
         self._bad_lines = Metrics.counter(COUNTERS, "bad_lines")
 
@@ -123,6 +125,12 @@ class ReadFileFn(beam.DoFn):
                     Metrics.counter(COUNTERS, f"bad_lines_{item.reason}").inc()
                     yield beam.pvalue.TaggedOutput(BAD_LINES, _error_record(input_file.path, item))
                 keep = _select(batch, wanted, config.recognized_only, quota, taken, counts)
+                progress.add(
+                    self._progress_dir,
+                    lines_read=len(lines),
+                    bad_lines=len(bad),
+                    drawings_selected=int(keep.sum()),
+                )
                 if keep.any():
                     yield input_file.index, batch.select(keep)
                 if damage or (
@@ -146,7 +154,11 @@ class ReadFileFn(beam.DoFn):
                 BAD_LINES,
                 _file_error_record(input_file.path, "empty_file", "the file holds no line"),
             )
+        progress.add(self._progress_dir, files_read=1)
         yield beam.pvalue.TaggedOutput(STATS, counts)
+
+    def finish_bundle(self):
+        progress.flush(self._progress_dir)
 
 
 def _file_error_record(path: str, reason: str, description: str) -> str:
@@ -212,12 +224,14 @@ def _select(batch: DrawingBatch, wanted, recognized_only, quota, taken, counts) 
 class ReadDrawings(beam.PTransform):
     """Input files -> (file index, DrawingBatch), plus `bad_lines` and `stats` outputs."""
 
-    def __init__(self, config: PipelineConfig):
+    def __init__(self, config: PipelineConfig, progress_dir: str | None = None):
         super().__init__()
         self._config = config
+        self._progress_dir = progress_dir
 
     def expand(self, files):
-        return files | "ReadFiles" >> beam.ParDo(ReadFileFn(self._config)).with_outputs(
+        read = ReadFileFn(self._config, self._progress_dir)
+        return files | "ReadFiles" >> beam.ParDo(read).with_outputs(
             BAD_LINES, STATS, main="drawings"
         )
 
@@ -460,8 +474,9 @@ class AssignShards(beam.PTransform):
 class WriteShardFn(beam.DoFn):
     """Sorts one shard's drawings by their seeded key and writes them as TFRecords."""
 
-    def __init__(self, config: PipelineConfig):
+    def __init__(self, config: PipelineConfig, progress_dir: str | None = None):
         self._config = config
+        self._progress_dir = progress_dir
         self._written = {split: Metrics.counter(COUNTERS, f"written_{split}") for split in SPLITS}
 
     def process(self, element, classes):
@@ -482,8 +497,12 @@ class WriteShardFn(beam.DoFn):
                     buffer.clear()
             handle.write(bytes(buffer))
         self._written[split].inc(len(records))
+        progress.add(self._progress_dir, drawings_written=len(records))
         logging.info("wrote %s (%d drawings)", path, len(records))
         yield path
+
+    def finish_bundle(self):
+        progress.flush(self._progress_dir)
 
 
 def _every_shard(config: PipelineConfig):
@@ -495,10 +514,11 @@ def _every_shard(config: PipelineConfig):
 class WriteShards(beam.PTransform):
     """((split, shard), chunk) -> TFRecord files, one per split and shard."""
 
-    def __init__(self, config: PipelineConfig, classes):
+    def __init__(self, config: PipelineConfig, classes, progress_dir: str | None = None):
         super().__init__()
         self._config = config
         self._classes = classes
+        self._progress_dir = progress_dir
 
     def expand(self, shard_chunks):
         every_shard = shard_chunks.pipeline | "EveryShard" >> beam.Create(
@@ -509,7 +529,10 @@ class WriteShards(beam.PTransform):
             | "AllChunks" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
-            >> beam.ParDo(WriteShardFn(self._config), beam.pvalue.AsSingleton(self._classes))
+            >> beam.ParDo(
+                WriteShardFn(self._config, self._progress_dir),
+                beam.pvalue.AsSingleton(self._classes),
+            )
         )
 
 

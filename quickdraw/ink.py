@@ -179,3 +179,30 @@ def deltas_batch(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
     ink[:, :2] = steps[keep]
     ink[:, 2] = points[1:, END_OF_STROKE][keep]
     return ink
+
+
+def points_from_deltas(ink: np.ndarray, log_aspect=None) -> np.ndarray:
+    """A drawable shape from a record's ink: the inverse of `deltas`, up to a shift.
+
+    The ink has lost the drawing's first point, so the shape starts at (0, 0) and its first
+    point closes no stroke. Each axis spans [0, 1] as `normalize` left it; with the record's
+    `log_aspect` the shorter axis is shrunk back to the drawing's proportions.
+
+    Args:
+      ink: (n, 3) float32 deltas, from `deltas`.
+      log_aspect: the drawing's `log_aspect`, or None to keep both axes at [0, 1].
+
+    Returns:
+      (n + 1, 3) float32 absolute points: x, y and end_of_stroke.
+    """
+    ink = np.asarray(ink, dtype=np.float32)
+    if ink.ndim != 2 or ink.shape[1] != 3:
+        raise ValueError(f"ink must have shape (n, 3), got {ink.shape}")
+    points = np.zeros((len(ink) + 1, 3), dtype=np.float32)
+    points[1:, :2] = np.cumsum(ink[:, :2], axis=0)
+    points[1:, END_OF_STROKE] = ink[:, END_OF_STROKE]
+    if log_aspect is not None:
+        ratio = float(np.exp(log_aspect))  # width / height
+        points[:, X] *= min(1.0, ratio)
+        points[:, Y] *= min(1.0, 1.0 / ratio)
+    return points

@@ -25,3 +25,12 @@ def shared_quickdraw_or_skip() -> Path:
 def quickdraw() -> Path:
     """The folder of real Quick, Draw! drawings (skips the test when it is absent)."""
     return shared_quickdraw_or_skip()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny training run on real drawings for the whole session, shared by the tests of
+    training and of the report: (config, metrics returned, hypertune file)."""
+    from trainer_fixtures import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory)

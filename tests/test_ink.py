@@ -121,3 +121,20 @@ def test_log_aspect_batch_equals_one_drawing_at_a_time():
     assert ink.log_aspect_batch(points[:0], []).shape == (0,)
     with pytest.raises(ValueError):
         ink.log_aspect_batch(points, [0, 3])
+
+
+def test_points_from_deltas_undoes_deltas_up_to_the_first_point():
+    # A 4-wide, 2-high drawing: normalized, then deltas, then summed back from (0, 0).
+    points = np.array([[1, 1, 0], [5, 1, 1], [5, 3, 0], [3, 2, 1]], dtype=np.float32)
+    ink_rows = ink.deltas(points)
+    expected = [[0, 0, 0], [1, 0, 1], [1, 1, 0], [0.5, 0.5, 1]]
+    np.testing.assert_allclose(ink.points_from_deltas(ink_rows), expected)
+    # With the drawing's aspect ratio the height shrinks back to half the width.
+    expected_shape = [[0, 0, 0], [1, 0, 1], [1, 0.5, 0], [0.5, 0.25, 1]]
+    shaped = ink.points_from_deltas(ink_rows, ink.log_aspect(points))
+    np.testing.assert_allclose(shaped, expected_shape, rtol=1e-6)
+
+
+def test_points_from_deltas_rejects_ink_of_another_shape():
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        ink.points_from_deltas(np.zeros((4, 2), np.float32))

@@ -13,7 +13,7 @@ import pytest
 from bench import __main__ as bench_main
 from pipeline import config as pipeline_config
 from trainer import config as trainer_config
-from trainer import deploy, predict, serve, submit
+from trainer import deploy, predict, report, serve, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -41,6 +41,7 @@ def _missing(names: list[str], pattern: str) -> list[str]:
         ("python -m pipeline", pipeline_config.build_parser()),
         ("python -m trainer", trainer_config.make_parser()),
         ("python -m trainer.predict", predict.make_parser()),
+        ("python -m trainer.report", report.make_parser()),
         ("python -m trainer.submit", submit.build_parser()),
         ("python -m trainer.serve", serve.make_parser()),
         ("python -m trainer.deploy", deploy.build_parser()),

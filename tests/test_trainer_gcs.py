@@ -7,6 +7,7 @@ a plain VM trains on the bucket that `make dataflow` filled."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from quickdraw import schema
 pytestmark = pytest.mark.slow
 
 BUCKET = "quickdraw"
+REPORT_FILES = ("index.html", "curves.png", "per_class.png", "confusion.png", "misclassified.png")
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +77,30 @@ def test_train_resume_and_predict_on_gs_paths(bucket):
     assert any(name.startswith("model/logs/") and "tfevents" in name for name in names), names
     metrics = json.loads(emulator.download(BUCKET, "model/metrics.json"))
     assert metrics["step"] == 4 and metrics["examples"] == 6 * 4
+    # Its progress lines say how long the rest will take.
+    assert re.search(r"step 2/4: loss [\d.]+, .* learning rate [\d.e-]+, \d+s left", first.stderr)
 
     # Started again with more steps, it reads its checkpoint back from the bucket.
     second = run("trainer", [*flags, "--steps=6"], relay)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming from step 4 (gs://{BUCKET}/model/checkpoints/ckpt-4)" in second.stderr
     assert json.loads(emulator.download(BUCKET, "model/metrics.json"))["step"] == 6
+
+    # The report, which the run wrote to the bucket, rebuilt there by trainer.report: its
+    # curves and wall time span both starts of the run.
+    for name in REPORT_FILES:
+        assert f"model/report/{name}" in emulator.list_names(BUCKET, "model/report/"), name
+    bucket_client = emulator.client().bucket(BUCKET)
+    for name in REPORT_FILES:
+        bucket_client.blob(f"model/report/{name}").delete()
+    rebuilt = run("trainer.report", ["--model_dir", f"gs://{BUCKET}/model"], relay, timeout=200)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert rebuilt.stdout.strip() == f"gs://{BUCKET}/model/report/index.html"
+    page = emulator.download(BUCKET, "model/report/index.html").decode()
+    assert "over 2 starts" in page
+    for name in REPORT_FILES[1:]:
+        assert f'src="{name}"' in page
+        assert emulator.download(BUCKET, f"model/report/{name}")[:8] == b"\x89PNG\r\n\x1a\n"
 
     # trainer.predict: the export and the drawings, both from the bucket.
     with open(SIMPLIFIED / "hat.ndjson", "rb") as file:

@@ -14,7 +14,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from trainer_fixtures import CATEGORIES, SIMPLIFIED, TINY_FLAGS, data_flags, write_tfrecords
+from trainer_fixtures import (
+    CATEGORIES,
+    SIMPLIFIED,
+    TINY_FLAGS,
+    TINY_RUN_EVAL,
+    TINY_RUN_STEPS,
+)
 
 from quickdraw import ink as ink_math
 from quickdraw import schema
@@ -23,30 +29,15 @@ from trainer import export, train
 from trainer import model as model_lib
 from trainer import optimizer as optimizer_lib
 
-EVAL = 8
-STEPS = 60
+EVAL = TINY_RUN_EVAL
+STEPS = TINY_RUN_STEPS
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """Trains once for the module; returns (config, metrics returned, hypertune file)."""
-    records = write_tfrecords(tmp_path_factory.mktemp("records"), train=24, eval_=EVAL)
-    model_dir = tmp_path_factory.mktemp("model")
-    hypertune = tmp_path_factory.mktemp("hypertune") / "output.metrics"
-    flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={STEPS}"]
-    flags += ["--eval_every=30", "--checkpoint_every=30", "--log_every=10", "--ema_decay=0.9"]
-    # The local preset's inputs, and its image branch.
-    flags += ["--positions", "--aspect_ratio", "--directions", "--raster"]
-    flags += ["--augment"]  # and its distortions: drawings cut short reach the training step
-    flags += ["--test_time_views=3"]  # evaluation and export average over views
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
-            patch.delenv(name, raising=False)
-        patch.setenv("CLOUD_ML_HP_METRIC_FILE", str(hypertune))
-        patch.setenv("CLOUD_ML_TRIAL_ID", "7")
-        config = config_lib.parse_flags(flags)
-        result = train.train_and_evaluate(config)
-    return config, result, hypertune
+def run(tiny_run):
+    """The session's one tiny training run (`trainer_fixtures.train_tiny_run`): (config,
+    metrics returned, hypertune file)."""
+    return tiny_run
 
 
 def test_metrics_cover_the_whole_eval_set(run):

@@ -126,3 +126,33 @@ def free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
+
+
+TINY_RUN_EVAL = 8  # eval drawings per category
+TINY_RUN_STEPS = 60
+
+
+def train_tiny_run(tmp_path_factory):
+    """Trains the tiny model on real drawings with every input and branch of the local
+    preset, in this process: (config, metrics returned, hypertune file). One run serves the
+    tests of training, export and the report (the `tiny_run` fixture of conftest.py)."""
+    from trainer import config as config_lib
+    from trainer import train
+
+    records = write_tfrecords(tmp_path_factory.mktemp("records"), train=24, eval_=TINY_RUN_EVAL)
+    model_dir = tmp_path_factory.mktemp("model")
+    hypertune = tmp_path_factory.mktemp("hypertune") / "output.metrics"
+    flags = [*data_flags(records, model_dir), *TINY_FLAGS, f"--steps={TINY_RUN_STEPS}"]
+    flags += ["--eval_every=30", "--checkpoint_every=30", "--log_every=10", "--ema_decay=0.9"]
+    # The local preset's inputs, and its image branch.
+    flags += ["--positions", "--aspect_ratio", "--directions", "--raster"]
+    flags += ["--augment"]  # and its distortions: drawings cut short reach the training step
+    flags += ["--test_time_views=3"]  # evaluation and export average over views
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
+            patch.delenv(name, raising=False)
+        patch.setenv("CLOUD_ML_HP_METRIC_FILE", str(hypertune))
+        patch.setenv("CLOUD_ML_TRIAL_ID", "7")
+        config = config_lib.parse_flags(flags)
+        result = train.train_and_evaluate(config)
+    return config, result, hypertune

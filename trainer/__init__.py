@@ -16,6 +16,11 @@ Modules, in the order a reader meets them:
   replicas    sums across replicas and workers
   train       distribution strategy, training loop, checkpoints (`train_and_evaluate`)
   evaluate    loss, top-1/top-3, per-class accuracy, confusion matrix -> metrics.json
+  summaries   TensorBoard scalars and images (the confusion matrix at each evaluation)
+  report      `python -m trainer.report`: MODEL_DIR/report/index.html, the run as a page
+  figures     the report's figures (matplotlib), from metrics, logs and stats.json
+  history     the run's scalars read back from its TensorBoard logs
+  render      drawings as pictures: strokes of absolute points on matplotlib axes
   export      the SavedModel that takes absolute points
   predict     `python -m trainer.predict`: classify ndjson drawings with the export
   serve       `python -m trainer.serve`: the export over HTTP (Vertex AI's API) and a page

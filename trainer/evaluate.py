@@ -16,6 +16,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from quickdraw import ink as ink_math
+from quickdraw import schema
 from trainer import data, replicas
 from trainer import views as views_lib
 
@@ -25,6 +27,10 @@ HEADLINE = ("loss", "top1_accuracy", "top3_accuracy")
 SINGLE_VIEW = "single_view"
 EVAL_BATCH_SIZE = 128  # predictions do not depend on the batch (see tests), only speed does
 HYPERTUNE_TAG = "top1_accuracy"
+# The final evaluation keeps this many misclassified drawings of each true class (the first
+# met), with the model's top guesses, for the report's picture of them (misclassified.json).
+MISTAKES_PER_CLASS = 3
+GUESSES = 3
 
 
 @dataclasses.dataclass
@@ -40,9 +46,56 @@ class Counts:
         return int(self.confusion.sum())
 
 
+class Mistakes:
+    """Misclassified drawings met during an evaluation: the first `per_class` of each true
+    class, each with its shape (summed back from the ink) and the model's top guesses."""
+
+    def __init__(self, classes: list[str], per_class: int = MISTAKES_PER_CLASS):
+        self.classes = classes
+        self.per_class = per_class
+        self.kept: list[dict] = []
+        self._counts = np.zeros(len(classes), np.int64)
+
+    def add(self, features: dict, labels, top_indices, top_probabilities) -> None:
+        """Keeps what it still wants of one evaluated batch (numpy or eager tensors)."""
+        if self._counts.min() >= self.per_class:
+            return  # every class has its share: nothing more to copy out of the batches
+        labels = np.asarray(labels)
+        top_indices = np.asarray(top_indices)
+        wrong = np.flatnonzero(top_indices[:, 0] != labels)
+        if not len(wrong):
+            return
+        ink = np.asarray(features[schema.INK])  # (batch, time, 3)
+        lengths = np.asarray(features[schema.LENGTHS])
+        log_aspect = features.get(schema.LOG_ASPECT)
+        for row in wrong:
+            true = int(labels[row])
+            if self._counts[true] >= self.per_class:
+                continue
+            self._counts[true] += 1
+            aspect = None if log_aspect is None else float(np.asarray(log_aspect)[row])
+            points = ink_math.points_from_deltas(ink[row, : lengths[row]], aspect)
+            self.kept.append(
+                {
+                    "true": self.classes[true],
+                    "guesses": [
+                        [self.classes[int(index)], round(float(probability), 4)]
+                        for index, probability in zip(top_indices[row], top_probabilities[row])
+                    ],
+                    "points": np.round(points, 3).tolist(),
+                }
+            )
+
+    def as_dict(self, step: int) -> dict:
+        return {"step": int(step), "per_class": self.per_class, "drawings": self.kept}
+
+
 def make_eval_step(model, num_classes: int, views: int = 1):
     """The step that scores one batch; with `views` > 1 it scores the probabilities averaged
-    over that many views of each drawing (`--test_time_views`), as the export serves them."""
+    over that many views of each drawing (`--test_time_views`), as the export serves them.
+
+    Returns the batch's loss sum, top-3 hits and confusion counts, and each drawing's top
+    `GUESSES` classes with their probabilities."""
     top_k = min(3, num_classes)
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -56,15 +109,30 @@ def make_eval_step(model, num_classes: int, views: int = 1):
         confusion = tf.math.confusion_matrix(
             labels, tf.argmax(logits, axis=-1), num_classes=num_classes, dtype=tf.int64
         )
-        return tf.reduce_sum(losses), tf.reduce_sum(tf.cast(top3, tf.int64)), confusion
+        guesses = tf.math.top_k(tf.nn.softmax(logits), k=min(GUESSES, num_classes))
+        return (
+            tf.reduce_sum(losses),
+            tf.reduce_sum(tf.cast(top3, tf.int64)),
+            confusion,
+            guesses.indices,
+            guesses.values,
+        )
 
     return eval_step
 
 
 def count(
-    eval_step, pattern: str, num_classes: int, *, num_shards=1, shard_index=0, log_aspect=False
+    eval_step,
+    pattern: str,
+    num_classes: int,
+    *,
+    num_shards=1,
+    shard_index=0,
+    log_aspect=False,
+    mistakes: Mistakes | None = None,
 ) -> Counts:
-    """Runs `eval_step` over this worker's share of the eval files, once each."""
+    """Runs `eval_step` over this worker's share of the eval files, once each; `mistakes`,
+    when given, keeps misclassified drawings."""
     counts = Counts(0.0, 0, np.zeros((num_classes, num_classes), np.int64))
     batches = data.dataset(
         pattern,
@@ -75,7 +143,9 @@ def count(
         log_aspect=log_aspect,
     )
     for features, labels in batches:
-        loss_sum, top3_hits, confusion = eval_step(features, labels)
+        loss_sum, top3_hits, confusion, top_indices, top_probabilities = eval_step(features, labels)
+        if mistakes is not None:
+            mistakes.add(features, labels, top_indices, top_probabilities)
         counts.loss_sum += float(loss_sum)
         counts.top3_hits += int(top3_hits)
         counts.confusion += confusion.numpy()
@@ -131,11 +201,12 @@ def summary_line(result: dict) -> str:
     )
 
 
-def write_json(path: str, value: dict) -> None:
-    """Writes JSON whole or not at all (write aside, then rename)."""
+def write_json(path: str, value: dict, indent: int | None = 1) -> None:
+    """Writes JSON whole or not at all (write aside, then rename); `indent=None` writes it
+    compactly, for files that people do not read."""
     partial = path + ".partial"
     with tf.io.gfile.GFile(partial, "w") as file:
-        file.write(json.dumps(value, indent=1) + "\n")
+        file.write(json.dumps(value, indent=indent) + "\n")
     tf.io.gfile.rename(partial, path, overwrite=True)
 
 

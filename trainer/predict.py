@@ -12,7 +12,9 @@ often the model agreed with it: `{"summary": {"drawings": N, "top1": ..., "top3"
 drawings carry the dataset's `recognized` field (whether the game's own model recognized them),
 the summary also holds the same three figures under `recognized` and `unrecognized`.
 Lines that are not valid drawings are reported on stderr with their reason (the pipeline's
-own checks, `quickdraw.drawings`) and skipped. Only `model_dir/export/` is read.
+own checks, `quickdraw.drawings`) and skipped. Every `--progress_every` seconds a line on
+stderr says how far it got (files, drawings, rate); stdout holds only the JSON lines. Only
+`model_dir/export/` is read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import gzip
 import logging
 import os
 import sys
+import time
 
 # TensorFlow's C++ start-up chatter would mix with the warnings about bad lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,6 +45,16 @@ _NO_WORD = "\x00"
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -71,8 +84,43 @@ def make_parser() -> argparse.ArgumentParser:
         help="classify each drawing alone, not averaged over the model's --test_time_views "
         "views: faster, a little less accurate (exports with views only)",
     )
+    parser.add_argument(
+        "--progress_every",
+        type=_seconds,
+        default=10.0,
+        help="seconds between progress lines on stderr, 0 for none (%(default)s)",
+    )
     parser.add_argument("files", nargs="+", help="simplified-format ndjson, local or gs://")
     return parser
+
+
+class Progress:
+    """Logs how far the classification got, at most every `interval` seconds (0: never)."""
+
+    def __init__(self, files: int, interval: float):
+        self.files = files
+        self.interval = interval
+        self.file = 0
+        self.drawings = self.bad = 0
+        self._started = self._logged = time.monotonic()
+
+    def next_file(self) -> None:
+        self.file += 1
+
+    def add(self, drawings: int, bad: int) -> None:
+        self.drawings += drawings
+        self.bad += bad
+        now = time.monotonic()
+        if self.interval and now - self._logged >= self.interval:
+            self._logged = now
+            logging.info(self.line(now - self._started))
+
+    def line(self, seconds: float) -> str:
+        rate = self.drawings / seconds if seconds > 0 else 0.0
+        return (
+            f"progress: file {self.file} of {self.files}, {self.drawings:,} drawings "
+            f"classified ({rate:,.0f}/s), {self.bad:,} bad lines; {seconds:.0f} s"
+        )
 
 
 class Classifier:
@@ -177,8 +225,9 @@ class Summary:
         return result
 
 
-def classify_file(path, classifier, top_k, batch_size, summary, out) -> int:
-    """Writes one JSON line per good drawing of `path` to `out`; returns the bad lines."""
+def classify_file(path, classifier, top_k, batch_size, summary, out, progress=None) -> int:
+    """Writes one JSON line per good drawing of `path` to `out`; returns the bad lines.
+    `progress`, when given, hears of each chunk of lines classified."""
     import tensorflow as tf
 
     from trainer.config import resolve_path
@@ -219,6 +268,8 @@ def classify_file(path, classifier, top_k, batch_size, summary, out) -> int:
                     for k, i in enumerate(ranked[:top_k])
                 ]
                 out.write(orjson.dumps(line).decode() + "\n")
+            if progress is not None:
+                progress.add(len(batch.words), len(bad))
     return bad_count
 
 
@@ -249,9 +300,13 @@ def main(argv=None) -> int:
         parser.error(f"--top_k {args.top_k} exceeds the model's {len(classifier.classes)} classes")
 
     summary = Summary()
+    progress = Progress(len(args.files), args.progress_every)
     bad = 0
     for path in args.files:
-        bad += classify_file(path, classifier, args.top_k, args.batch_size, summary, sys.stdout)
+        progress.next_file()
+        bad += classify_file(
+            path, classifier, args.top_k, args.batch_size, summary, sys.stdout, progress
+        )
     if summary.all.drawings:
         sys.stdout.write(orjson.dumps({"summary": summary.as_dict()}).decode() + "\n")
     if summary.unknown_words:

@@ -36,28 +36,23 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from quickdraw import schema
-from trainer import augment, checkpoints, data, evaluate, export, raster
+from trainer import augment, checkpoints, data, evaluate, export, raster, report, summaries
 from trainer import model as model_lib
 from trainer import optimizer as optimizer_lib
 from trainer.config import Config, InputError
 
 CHECKPOINTS_TO_KEEP = 3
 
-# TensorBoard's scalar plugin reads summaries tagged like this; writing them with the core
-# `tf.summary.write` keeps the `tensorboard` package out of the training image.
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-    data_class=summary_pb2.DATA_CLASS_SCALAR,
-)
 
-
-def write_scalars(writer, step: int, values: dict) -> None:
-    with writer.as_default():
-        for name, value in values.items():
-            tf.summary.write(name, tf.constant(value, tf.float32), step, _SCALAR_METADATA)
+def time_left(step, steps, steps_per_second, eval_every, eval_seconds) -> float:
+    """Seconds until `steps`: the steps left at `steps_per_second`, and the evaluations left
+    (those every `eval_every` steps before the end, and the final one) at `eval_seconds`."""
+    evaluations = 1
+    if eval_every:
+        evaluations += max(0, (steps - 1) // eval_every - step // eval_every)
+    return (steps - step) / steps_per_second + evaluations * eval_seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,7 +316,9 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
 
     eval_step = evaluate.make_eval_step(model, len(classes), config.test_time_views)
 
-    def evaluate_with(step_fn, at_step):
+    eval_seconds = []  # how long each evaluation took, for the time left
+
+    def evaluate_with(step_fn, at_step, mistakes=None):
         started = time.monotonic()
         with (
             averaged_weights(model, optimizer),
@@ -334,15 +331,24 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
                 num_shards=cluster.num_workers,
                 shard_index=cluster.task_index,
                 log_aspect=config.aspect_ratio,
+                mistakes=mistakes,
             )
         counts = evaluate.sum_across_workers(strategy, counts, cluster.num_workers)
         result = evaluate.metrics(counts, classes, at_step)
-        logging.info("%s (%.1f s)", evaluate.summary_line(result), time.monotonic() - started)
+        eval_seconds.append(time.monotonic() - started)
+        logging.info("%s (%.1f s)", evaluate.summary_line(result), eval_seconds[-1])
         return result
 
-    def run_eval(at_step):
-        result = evaluate_with(eval_step, at_step)
-        write_scalars(writer, at_step, {f"eval/{name}": result[name] for name in evaluate.HEADLINE})
+    def run_eval(at_step, mistakes=None):
+        result = evaluate_with(eval_step, at_step, mistakes)
+        summaries.write_scalars(
+            writer, at_step, {f"eval/{name}": result[name] for name in evaluate.HEADLINE}
+        )
+        if cluster.is_chief:
+            try:
+                summaries.write_confusion_image(writer, result)
+            except Exception:  # noqa: BLE001 - a picture must never stop a training run
+                logging.exception("could not draw the confusion matrix for TensorBoard")
         return result
 
     if step < config.steps:
@@ -361,6 +367,7 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
                 run_eval,
                 augment_fn,
                 stop_request,
+                eval_seconds,
             )
     step = int(optimizer.iterations.numpy())
     if optimizer.use_ema:
@@ -370,7 +377,9 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
         optimizer.finalize_variable_values(model.trainable_variables)
         logging.info("the model now holds the moving average of its weights")
 
-    result = run_eval(step)
+    # The chief keeps some of the drawings the final evaluation gets wrong, for the report.
+    mistakes = evaluate.Mistakes(classes) if cluster.is_chief else None
+    result = run_eval(step, mistakes)
     if config.test_time_views > 1:
         # What the export's single_view signature scores, for the choice between the two.
         logging.info("the same eval with each drawing alone (the single_view signature):")
@@ -379,20 +388,56 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
     logging.info("weights checksum %s", weights_checksum(model))
     if cluster.is_chief:
         evaluate.write_json(os.path.join(config.model_dir, "metrics.json"), result)
+        evaluate.write_json(
+            os.path.join(config.model_dir, report.MISTAKES_FILE),
+            mistakes.as_dict(step),
+            indent=None,
+        )
         evaluate.report_hypertune(result["top1_accuracy"], step)
         export_dir = os.path.join(config.model_dir, "export")
         export.export_model(model.get_weights(), config, classes, export_dir)
         logging.info("exported the serving model to %s", export_dir)
     writer.close()
+    if cluster.is_chief:
+        write_report(config)
     return result
 
 
+def write_report(config: Config) -> None:
+    """The run's report (`trainer.report`), last, once every file it reads is written. A
+    report that fails costs no result of the run: the error is logged with the command that
+    builds the report again."""
+    try:
+        path = report.build(config.model_dir)
+    except Exception:  # noqa: BLE001 - the model and metrics are written; say so, go on
+        logging.exception(
+            "could not write the report; the run's outputs are complete. Once fixed: "
+            "python -m trainer.report --model_dir %s",
+            config.model_dir,
+        )
+        return
+    logging.info("report: %s", path)
+
+
 def _train_loop(
-    config, strategy, train_steps, optimizer, manager, writer, run_eval, augment_fn, stop_request
+    config,
+    strategy,
+    train_steps,
+    optimizer,
+    manager,
+    writer,
+    run_eval,
+    augment_fn,
+    stop_request,
+    eval_seconds,
 ):
     """Steps from the optimizer's step count to `config.steps`, with the periodic events.
-    Raises `checkpoints.Stopped`, once a checkpoint is saved, after `stop_request` got a signal."""
+    Raises `checkpoints.Stopped`, once a checkpoint is saved, after `stop_request` got a signal.
+    `eval_seconds` lists how long each evaluation took so far (for the time left)."""
     step = int(optimizer.iterations.numpy())
+    # The speed for the time left: steps and seconds since the first call, whose tracing
+    # would make the estimate far too long.
+    timed_steps, timed_seconds, first_call = 0, 0.0, True
     per_replica_batch = config.batch_size // strategy.num_replicas_in_sync
 
     def dataset_fn(context):
@@ -420,21 +465,32 @@ def _train_loop(
         loss = float(train_steps(iterator, tf.constant(stop - step)))
         seconds = time.monotonic() - started
         steps_per_second = (stop - step) / seconds
+        if not first_call:
+            timed_steps, timed_seconds = timed_steps + stop - step, timed_seconds + seconds
+        first_call = False
         step = stop
         if not np.isfinite(loss):
             raise FloatingPointError(f"the training loss is {loss} at step {step}")
         learning_rate = float(optimizer.learning_rate)
         if step % config.log_every == 0 or step == config.steps:
+            left = time_left(
+                step,
+                config.steps,
+                timed_steps / timed_seconds if timed_seconds else steps_per_second,
+                config.eval_every,
+                eval_seconds[-1] if eval_seconds else 0.0,
+            )
             logging.info(
-                "step %d/%d: loss %.4f, %.2f steps/s, %.0f drawings/s, learning rate %.3g",
+                "step %d/%d: loss %.4f, %.2f steps/s, %.0f drawings/s, learning rate %.3g, %s left",
                 step,
                 config.steps,
                 loss,
                 steps_per_second,
                 steps_per_second * config.batch_size,
                 learning_rate,
+                report.format_duration(left),
             )
-        write_scalars(
+        summaries.write_scalars(
             writer,
             step,
             {
