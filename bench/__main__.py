@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark, printed side by side with its baseline.
 
-python -m bench [--only pipeline|trainer|gpu] [--repeats 3] [--records DIR]
+python -m bench [--only simplify|pipeline|trainer|gpu] [--repeats 3] [--records DIR]
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from bench import gpu_bench, pipeline_bench, trainer_bench
+from bench import gpu_bench, pipeline_bench, simplify_match, trainer_bench
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("pipeline", "trainer", "gpu"))
+    parser.add_argument("--only", choices=("simplify", "pipeline", "trainer", "gpu"))
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; medians reported")
     parser.add_argument(
         "--records",
@@ -28,6 +28,9 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.only in (None, "simplify"):
+        print("== Raw ink simplified, against Google's simplified drawings ==", flush=True)
+        print(simplify_match.table(simplify_match.run(log=lambda m: print(m, flush=True))))
     if args.only in (None, "pipeline"):
         print("== Pipeline: conversion of real drawings to TFRecords ==", flush=True)
         results = pipeline_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
