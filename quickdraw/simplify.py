@@ -87,50 +87,74 @@ def align_and_scale(xy: np.ndarray, drawing_points: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(nogil=True)
-def _stroke_length(xy, start, end):
-    """The length of the polyline xy[start..end], its segments added up in order."""
+def _resampled_size(xy, start, end):
+    """How many points `_resample_stroke` gives the stroke xy[start..end]."""
     along = 0.0
     for i in range(start, end):
         dx = xy[i + 1, 0] - xy[i, 0]
         dy = xy[i + 1, 1] - xy[i, 1]
         along += math.sqrt(dx * dx + dy * dy)
-    return along
+    return math.ceil(along) + 1 + (1 if along == 0.0 else 0)
 
 
 @numba.njit(nogil=True)
-def _resampled_sizes(xy, starts, sizes):
-    out = np.empty(len(sizes), dtype=np.int64)
-    for s in range(len(sizes)):
-        length = _stroke_length(xy, starts[s], starts[s] + sizes[s] - 1)
-        out[s] = math.ceil(length) + 1 + (1 if length == 0.0 else 0)
-    return out
-
-
-@numba.njit(nogil=True)
-def _resample(xy, times, starts, sizes, out_starts, out_xy, out_times):
-    for s in range(len(sizes)):
-        start, end, row = starts[s], starts[s] + sizes[s] - 1, out_starts[s]
-        along = 0.0  # length from the stroke's first point to point i
-        whole = 0.0  # the next whole length that gets a point
-        for i in range(start, end):
-            dx = xy[i + 1, 0] - xy[i, 0]
-            dy = xy[i + 1, 1] - xy[i, 1]
-            length = math.sqrt(dx * dx + dy * dy)
-            reach = along + length
-            while whole < reach:  # whole >= along: every earlier one is placed
-                t = (whole - along) / length
-                out_xy[row, 0] = xy[i, 0] * (1 - t) + xy[i + 1, 0] * t
-                out_xy[row, 1] = xy[i, 1] * (1 - t) + xy[i + 1, 1] * t
-                out_times[row] = times[i] * (1 - t) + times[i + 1] * t
-                row += 1
-                whole += 1.0
-            along = reach
-        if along == 0.0:
-            out_xy[row] = xy[start]
-            out_times[row] = times[start]
+def _resample_stroke(xy, times, start, end, out_xy, out_times):
+    """Resamples the stroke xy[start..end] into the first rows of out_xy and out_times."""
+    row = 0
+    along = 0.0  # length from the stroke's first point to point i
+    whole = 0.0  # the next whole length that gets a point
+    for i in range(start, end):
+        dx = xy[i + 1, 0] - xy[i, 0]
+        dy = xy[i + 1, 1] - xy[i, 1]
+        length = math.sqrt(dx * dx + dy * dy)
+        reach = along + length
+        while whole < reach:  # whole >= along: every earlier one is placed
+            t = (whole - along) / length
+            out_xy[row, 0] = xy[i, 0] * (1 - t) + xy[i + 1, 0] * t
+            out_xy[row, 1] = xy[i, 1] * (1 - t) + xy[i + 1, 1] * t
+            out_times[row] = times[i] * (1 - t) + times[i + 1] * t
             row += 1
-        out_xy[row] = xy[end]
-        out_times[row] = times[end]
+            whole += 1.0
+        along = reach
+    if along == 0.0:
+        out_xy[row] = xy[start]
+        out_times[row] = times[start]
+        row += 1
+    out_xy[row] = xy[end]
+    out_times[row] = times[end]
+
+
+@numba.njit(nogil=True)
+def _rdp_stroke(xy, first, last, epsilon, keep, stack):
+    """Marks in `keep` the points of xy[first..last] that RDP keeps; `stack` (n, 2) int64 is
+    scratch space for the spans still to split (it holds at most last - first of them)."""
+    keep[first] = True
+    keep[last] = True
+    stack[0, 0], stack[0, 1] = first, last
+    depth = 1
+    while depth:
+        depth -= 1
+        first, last = stack[depth, 0], stack[depth, 1]
+        if last - first < 2:
+            continue
+        dx = xy[last, 0] - xy[first, 0]
+        dy = xy[last, 1] - xy[first, 1]
+        chord = np.hypot(dx, dy)
+        farthest, split = -1.0, -1
+        for k in range(first + 1, last):
+            ox = xy[k, 0] - xy[first, 0]
+            oy = xy[k, 1] - xy[first, 1]
+            if chord == 0.0:
+                distance = np.hypot(ox, oy)
+            else:
+                distance = abs(dx * oy - dy * ox) / chord
+            if distance > farthest:
+                farthest, split = distance, k
+        if farthest > epsilon:
+            keep[split] = True
+            stack[depth, 0], stack[depth, 1] = split, last
+            stack[depth + 1, 0], stack[depth + 1, 1] = first, split
+            depth += 2
 
 
 def resample(strokes: Strokes) -> Strokes:
@@ -141,59 +165,70 @@ def resample(strokes: Strokes) -> Strokes:
     """
     xy = np.ascontiguousarray(strokes.xy, dtype=np.float64)
     times = np.ascontiguousarray(strokes.times, dtype=np.float64)
-    sizes = np.asarray(strokes.sizes, dtype=np.int64)
-    starts = starts_of(sizes)
-    out_sizes = _resampled_sizes(xy, starts, sizes)
-    total = int(out_sizes.sum())
-    out_xy, out_times = np.empty((total, 2)), np.empty(total)
-    _resample(xy, times, starts, sizes, starts_of(out_sizes), out_xy, out_times)
-    return Strokes(out_xy, out_times, out_sizes)
-
-
-@numba.njit(nogil=True)
-def _rdp(xy, starts, sizes, epsilon, keep):
-    stack = np.empty((64, 2), dtype=np.int64)
-    for s in range(len(sizes)):
-        first, last = starts[s], starts[s] + sizes[s] - 1
-        keep[first] = True
-        keep[last] = True
-        stack[0, 0], stack[0, 1] = first, last
-        depth = 1
-        while depth:
-            depth -= 1
-            first, last = stack[depth, 0], stack[depth, 1]
-            if last - first < 2:
-                continue
-            dx = xy[last, 0] - xy[first, 0]
-            dy = xy[last, 1] - xy[first, 1]
-            chord = np.hypot(dx, dy)
-            farthest, split = -1.0, -1
-            for k in range(first + 1, last):
-                ox = xy[k, 0] - xy[first, 0]
-                oy = xy[k, 1] - xy[first, 1]
-                if chord == 0.0:
-                    distance = np.hypot(ox, oy)
-                else:
-                    distance = abs(dx * oy - dy * ox) / chord
-                if distance > farthest:
-                    farthest, split = distance, k
-            if farthest > epsilon:
-                keep[split] = True
-                if depth + 2 > len(stack):
-                    grown = np.empty((2 * len(stack), 2), dtype=np.int64)
-                    grown[:depth] = stack[:depth]
-                    stack = grown
-                stack[depth, 0], stack[depth, 1] = split, last
-                stack[depth + 1, 0], stack[depth + 1, 1] = first, split
-                depth += 2
+    ends = (strokes.starts + strokes.sizes - 1).tolist()
+    sizes = np.array(
+        [_resampled_size(xy, start, end) for start, end in zip(strokes.starts.tolist(), ends)],
+        dtype=np.int64,
+    )
+    out_xy, out_times = np.empty((int(sizes.sum()), 2)), np.empty(int(sizes.sum()))
+    for start, end, out in zip(strokes.starts.tolist(), ends, starts_of(sizes).tolist()):
+        _resample_stroke(xy, times, start, end, out_xy[out:], out_times[out:])
+    return Strokes(out_xy, out_times, sizes)
 
 
 def rdp_keep(xy: np.ndarray, sizes: np.ndarray, epsilon: float = EPSILON) -> np.ndarray:
     """Step 3: which points Ramer-Douglas-Peucker keeps in each stroke, (points,) bool."""
+    xy = np.ascontiguousarray(xy, dtype=np.float64)
     keep = np.zeros(len(xy), dtype=np.bool_)
-    sizes = np.asarray(sizes, dtype=np.int64)
-    _rdp(np.ascontiguousarray(xy, dtype=np.float64), starts_of(sizes), sizes, epsilon, keep)
+    stack = np.empty((max(len(xy), 1), 2), dtype=np.int64)
+    for start, size in zip(starts_of(sizes).tolist(), np.asarray(sizes).tolist()):
+        _rdp_stroke(xy, start, start + size - 1, epsilon, keep, stack)
     return keep
+
+
+@numba.njit(nogil=True)
+def _simplify_strokes(xy, times, starts, sizes, epsilon):
+    """Steps 2 and 3 for every stroke, one at a time in scratch space that fits the longest
+    stroke's resampled points: memory stays small even for a long scribble, which resamples
+    to up to 255 * sqrt(2) points per raw segment. Returns the kept points, their times and
+    each stroke's count."""
+    scratch_xy = np.empty((1024, 2))
+    scratch_times = np.empty(1024)
+    keep = np.zeros(1024, dtype=np.bool_)
+    stack = np.empty((1024, 2), dtype=np.int64)
+    out_xy = np.empty((max(2 * len(sizes), 64), 2))
+    out_times = np.empty(len(out_xy))
+    out_sizes = np.empty(len(sizes), dtype=np.int64)
+    written = 0
+    for s in range(len(sizes)):
+        start, end = starts[s], starts[s] + sizes[s] - 1
+        dense = _resampled_size(xy, start, end)
+        if dense > len(scratch_xy):
+            capacity = max(dense, 2 * len(scratch_xy))
+            scratch_xy = np.empty((capacity, 2))
+            scratch_times = np.empty(capacity)
+            keep = np.zeros(capacity, dtype=np.bool_)
+            stack = np.empty((capacity, 2), dtype=np.int64)
+        _resample_stroke(xy, times, start, end, scratch_xy, scratch_times)
+        keep[:dense] = False
+        _rdp_stroke(scratch_xy, 0, dense - 1, epsilon, keep, stack)
+        kept = 0
+        for k in range(dense):
+            kept += keep[k]
+        if written + kept > len(out_xy):
+            capacity = max(written + kept, 2 * len(out_xy))
+            grown_xy = np.empty((capacity, 2))
+            grown_times = np.empty(capacity)
+            grown_xy[:written] = out_xy[:written]
+            grown_times[:written] = out_times[:written]
+            out_xy, out_times = grown_xy, grown_times
+        for k in range(dense):
+            if keep[k]:
+                out_xy[written] = scratch_xy[k]
+                out_times[written] = scratch_times[k]
+                written += 1
+        out_sizes[s] = kept
+    return out_xy[:written], out_times[:written], out_sizes
 
 
 def simplify(strokes: Strokes, drawing_strokes: np.ndarray) -> Strokes:
@@ -204,16 +239,14 @@ def simplify(strokes: Strokes, drawing_strokes: np.ndarray) -> Strokes:
       strokes: the raw strokes of many drawings, back to back.
       drawing_strokes: (drawings,) how many strokes each drawing has, >= 1.
     """
-    drawing_points = np.add.reduceat(strokes.sizes, starts_of(drawing_strokes))
-    scaled = Strokes(align_and_scale(strokes.xy, drawing_points), strokes.times, strokes.sizes)
-    dense = resample(scaled)
-    keep = rdp_keep(dense.xy, dense.sizes)
-    stroke_of_point = np.repeat(np.arange(len(dense.sizes)), dense.sizes)
-    return Strokes(
-        np.rint(dense.xy[keep]),
-        dense.times[keep],
-        np.bincount(stroke_of_point[keep], minlength=len(dense.sizes)),
+    sizes = np.asarray(strokes.sizes, dtype=np.int64)
+    drawing_points = np.add.reduceat(sizes, starts_of(drawing_strokes))
+    scaled = align_and_scale(np.asarray(strokes.xy, dtype=np.float64), drawing_points)
+    times = np.ascontiguousarray(strokes.times, dtype=np.float64)
+    xy, kept_times, kept_sizes = _simplify_strokes(
+        np.ascontiguousarray(scaled), times, starts_of(sizes), sizes, EPSILON
     )
+    return Strokes(np.rint(xy), kept_times, kept_sizes)
 
 
 def simplify_strokes(strokes) -> list[list[list[int]]]:
