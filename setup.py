@@ -18,6 +18,8 @@ BASE = [
     "google-crc32c>=1.5,<2",
     # Compiles the raw format's resampling and Ramer-Douglas-Peucker loops (quickdraw.simplify).
     "numba>=0.61,<1",
+    # Parses raw-format lines straight to arrays of doubles (quickdraw.raw_lines.read).
+    "pysimdjson>=7,<8",
 ]
 PIPELINE = [
     "apache-beam[gcp]>=2.70,<3",

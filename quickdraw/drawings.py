@@ -320,6 +320,12 @@ def without_cyclic_gc():
 
 def _convert_lines(lines, max_points, ink_format):
     bad: list[BadLine] = []
+    raw_batch = None
+    if ink_format != "simplified" and lines and _looks_raw(lines[0][1]):
+        from quickdraw import raw_lines  # numba's compiler loads only where raw lines are read
+
+        checked, lines = raw_lines.read(lines, max_points)
+        raw_batch = raw_lines.simplified(*checked, max_points=max_points, bad=bad)
     parsed = []  # (line_number, record, line)
     for line_number, line in lines:
         if not line.strip():
@@ -333,7 +339,27 @@ def _convert_lines(lines, max_points, ink_format):
     if batch is None:
         batch = _by_format(parsed, max_points, ink_format, bad)
         bad.sort(key=lambda item: item.line_number)
-    return batch, bad
+    if raw_batch is None or not len(raw_batch):
+        return batch, bad
+    bad.sort(key=lambda item: item.line_number)
+    return _in_line_order([raw_batch, batch]), bad
+
+
+def _looks_raw(line: bytes) -> bool:
+    """Whether a line's text looks like compact raw ink, where each stroke `[[x..],[y..],
+    [t..]]` has two `],[` inside and one more between strokes (`]],[[`), and simplified ink
+    one inside. A guess that only picks the faster way in for a batch of lines: the raw
+    reader checks every line, and leaves those it cannot vouch for to orjson."""
+    return line.count(b"],[") == 3 * line.count(b"]],[[") + 2
+
+
+def _in_line_order(batches: list[DrawingBatch]) -> DrawingBatch:
+    """The drawings of batches of the same lines, merged in line order."""
+    filled = [batch for batch in batches if len(batch)]
+    if len(filled) <= 1:
+        return filled[0] if filled else batches[0]
+    batch = DrawingBatch.concatenate(filled)
+    return batch.take(np.argsort(batch.line_numbers, kind="stable"))
 
 
 def _by_format(parsed: list, max_points: int, ink_format: str, bad: list, careful=False):
@@ -356,18 +382,13 @@ def _by_format(parsed: list, max_points: int, ink_format: str, bad: list, carefu
             bad.append(BadLine(item[0], reason, item[2]))
         else:
             (raw if timed else simplified).append(item)
-    batches = []
+    batches = [_line_by_line([], max_points, bad)]  # empty: the batch when no line is good
     if simplified:
         batch = None if careful else _whole_batch(simplified, max_points)
         batches.append(batch if batch is not None else _line_by_line(simplified, max_points, bad))
     if raw:
         batches.append(raw_lines.convert(raw, max_points, bad, careful))
-    if len(batches) == 1:
-        return batches[0]
-    if not batches:
-        return _line_by_line([], max_points, bad)
-    batch = DrawingBatch.concatenate(batches)
-    return batch.take(np.argsort(batch.line_numbers, kind="stable"))
+    return _in_line_order(batches) if len(batches) > 1 else batches[0]
 
 
 _DICT_TYPE = frozenset((dict,))

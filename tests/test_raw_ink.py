@@ -151,3 +151,24 @@ def test_drawing_points_simplifies_a_raw_drawing_and_names_a_bad_one():
         drawings.drawing_points(CORNER, MAX_POINTS, ink_format="simplified")
     with pytest.raises(drawings.BadDrawing, match="missing_drawing"):
         drawings.drawing_points("not strokes", MAX_POINTS)
+
+
+def test_lines_the_fast_raw_reader_cannot_vouch_for_are_read_as_orjson_reads_them():
+    # A repeated key (orjson keeps the last), a list nested among numbers, a word with a
+    # bracket: the first and last are good drawings, the nested list is no number.
+    repeated = GOOD.replace(b'"word":"cat"', b'"word":"cat","word":"dog"')
+    nested = _raw([[[0, [3]], [0, 0], [1, 2]]])
+    bracket = _raw(CORNER, word="[cat]")
+    lines = [(1, GOOD), (2, repeated), (3, nested), (4, bracket)]
+    batch, bad = drawings.convert_lines(lines, MAX_POINTS)
+    assert [(b.line_number, b.reason) for b in bad] == [(3, "non_numeric_coordinate")]
+    assert batch.words == ["cat", "dog", "[cat]"]
+    assert batch.line_numbers.tolist() == [1, 2, 4]
+    for index in range(3):
+        np.testing.assert_array_equal(batch.points_of(index), CORNER_POINTS)
+    # The same lines after a simplified first line take the general way only.
+    simplified = (0, _raw([[[0, 5], [0, 5]]], key_id="s"))
+    general, general_bad = drawings.convert_lines([simplified, *lines], MAX_POINTS)
+    assert general_bad == bad and general.words == ["cat", "cat", "dog", "[cat]"]
+    np.testing.assert_array_equal(general.points[2:], batch.points)
+    np.testing.assert_array_equal(general.times[2:], batch.times)
