@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark, printed side by side with its baseline.
 
-python -m bench [--only simplify|pipeline|trainer|gpu] [--repeats 3] [--records DIR]
+python -m bench [--only simplify|pipeline|raw|trainer|gpu] [--repeats 3] [--records DIR]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from bench import gpu_bench, pipeline_bench, simplify_match, trainer_bench
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("simplify", "pipeline", "trainer", "gpu"))
+    parser.add_argument("--only", choices=("simplify", "pipeline", "raw", "trainer", "gpu"))
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; medians reported")
     parser.add_argument(
         "--records",
@@ -36,6 +36,10 @@ def main(argv=None) -> None:
         results = pipeline_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
         print(pipeline_bench.table(results))
         print(pipeline_bench.projection(results[1].per_core))
+    if args.only in (None, "raw"):
+        print("\n== Pipeline: raw ink against the same drawings simplified ==", flush=True)
+        results = pipeline_bench.run_raw(repeats=args.repeats, log=lambda m: print(m, flush=True))
+        print(pipeline_bench.raw_table(results))
     if args.only in (None, "trainer"):
         print("\n== Trainer: input pipeline and serving, on this CPU ==", flush=True)
         results = trainer_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
