@@ -23,14 +23,8 @@ import numpy as np
 import simdjson
 
 from quickdraw import simplify
-from quickdraw.drawings import (
-    BadLine,
-    DrawingBatch,
-    _header,
-    _points,
-    _Reject,
-    starts_of,
-)
+from quickdraw.batch import DrawingBatch, starts_of
+from quickdraw.drawings import BadLine, _header, _points, _Reject
 
 # Raw coordinates and times are held to float32's range, as the simplified format's
 # coordinates are: an extent then stays finite in float64, where the simplification runs,

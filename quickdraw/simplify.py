@@ -43,6 +43,8 @@ import math
 import numba
 import numpy as np
 
+from quickdraw.batch import starts_of
+
 SIZE = 255  # the simplified format's largest coordinate
 EPSILON = 2.0  # RDP's tolerance, in the simplified format's units
 
@@ -58,13 +60,6 @@ class Strokes:
     @property
     def starts(self) -> np.ndarray:
         return starts_of(self.sizes)
-
-
-def starts_of(sizes: np.ndarray) -> np.ndarray:
-    """Where each of back-to-back runs of `sizes` starts."""
-    starts = np.zeros(len(sizes), dtype=np.int64)
-    np.cumsum(sizes[:-1], out=starts[1:])
-    return starts
 
 
 def _compiled(function):
