@@ -18,8 +18,10 @@ BASE = [
     "numpy>=1.26,<3",
     "orjson>=3.10,<4",
     "google-crc32c>=1.5,<2",
-    # Ramer-Douglas-Peucker in Rust, for the raw format's simplification (quickdraw.simplify).
-    "simplification>=2,<3",
+    # Compiles the raw format's resampling and Ramer-Douglas-Peucker loops (quickdraw.simplify).
+    "numba>=0.61,<1",
+    # Parses raw-format lines straight to arrays of doubles (quickdraw.raw_lines.read).
+    "pysimdjson>=7,<8",
 ]
 PIPELINE = [
     "apache-beam[gcp]>=2.70,<3",

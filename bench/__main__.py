@@ -1,6 +1,7 @@
 """`python -m bench`: every benchmark, printed side by side with its baseline.
 
-python -m bench [--only pipeline|trainer|serve|gpu] [--repeats 3] [--records DIR] [--model_dir DIR]
+python -m bench [--only simplify|pipeline|raw|trainer|serve|gpu] [--repeats 3] [--records DIR]
+    [--model_dir DIR]
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from bench import gpu_bench, pipeline_bench, serve_bench, trainer_bench
+from bench import gpu_bench, pipeline_bench, serve_bench, simplify_match, trainer_bench
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("pipeline", "trainer", "serve", "gpu"))
+    parser.add_argument(
+        "--only", choices=("simplify", "pipeline", "raw", "trainer", "serve", "gpu")
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; medians reported")
     parser.add_argument(
         "--records",
@@ -33,11 +36,18 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.only in (None, "simplify"):
+        print("== Raw ink simplified, against Google's simplified drawings ==", flush=True)
+        print(simplify_match.table(simplify_match.run(log=lambda m: print(m, flush=True))))
     if args.only in (None, "pipeline"):
         print("== Pipeline: conversion of real drawings to TFRecords ==", flush=True)
         results = pipeline_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))
         print(pipeline_bench.table(results))
         print(pipeline_bench.projection(results[1].per_core))
+    if args.only in (None, "raw"):
+        print("\n== Pipeline: raw ink against the same drawings simplified ==", flush=True)
+        results = pipeline_bench.run_raw(repeats=args.repeats, log=lambda m: print(m, flush=True))
+        print(pipeline_bench.raw_table(results))
     if args.only in (None, "trainer"):
         print("\n== Trainer: input pipeline and serving, on this CPU ==", flush=True)
         results = trainer_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))

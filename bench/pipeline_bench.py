@@ -1,4 +1,5 @@
-"""Conversion throughput: the tutorial's loop (a) against this pipeline (b, c).
+"""Conversion throughput: the tutorial's loop (a) against this pipeline (b, c); raw ink
+against the same drawings simplified (`run_raw`).
 
 The input repeats every file of ../shared/quickdraw/simplified (22,638 real drawings) a
 number of times, each category into one file as in the public bucket. Each case runs on
@@ -9,6 +10,11 @@ Each repeat runs every case once, one after the other, so that a slow spell of a
 machine slows all cases alike instead of one case's runs. The CPU time of each run (its
 whole process tree) gives a second rate, drawings per CPU-second, which another job on
 the machine disturbs much less than the wall-clock rate.
+
+`run_raw` converts the raw drawings of ../shared/quickdraw/raw that simplified/ also holds,
+repeated past 100,000, and Google's simplified versions of the very same drawings, with
+case (b)'s command: raw lines are about 7 times the bytes, floats rather than small
+integers, and are simplified on the way.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import orjson
+
 from bench import measure
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "quickdraw" / "simplified"
+RAW = SHARED.parent / "raw"
 MEMORY_TARGET_BYTES = 2 * 1024**3
+RAW_TARGET = 0.3  # raw ink's rate per core, as a share of the same drawings' simplified rate
 
 
 @dataclasses.dataclass
@@ -169,3 +179,100 @@ def projection(per_core: float, drawings: int = 50_000_000) -> str:
 
 def _verdict(met: bool) -> str:
     return "met" if met else "NOT met"
+
+
+# --- Raw ink against the same drawings simplified ---------------------------------------
+
+
+def make_pair_inputs(folder: Path, copies: int) -> int:
+    """Writes, `copies` times over, every raw drawing of ../shared/quickdraw/raw that
+    simplified/ also holds (same key_id) into raw/, and Google's simplified version of each
+    into simplified/, one file per category in each. Returns the drawings of each."""
+    drawings = 0
+    for kind in ("raw", "simplified"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+    for raw_path in sorted(RAW.glob("*.ndjson")):
+        simplified = {}
+        for line in (SHARED / raw_path.name).read_bytes().splitlines(keepends=True):
+            simplified[orjson.loads(line)["key_id"]] = line
+        raw_lines, simplified_lines = [], []
+        for line in raw_path.read_bytes().splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                continue  # the excerpt's last line is cut short
+            key_id = orjson.loads(line)["key_id"]
+            if key_id in simplified:
+                raw_lines.append(line)
+                simplified_lines.append(simplified[key_id])
+        (folder / "raw" / raw_path.name).write_bytes(b"".join(raw_lines) * copies)
+        (folder / "simplified" / raw_path.name).write_bytes(b"".join(simplified_lines) * copies)
+        drawings += len(raw_lines) * copies
+    return drawings
+
+
+def run_raw(
+    small_copies: int = 1, large_copies: int = 13, repeats: int = 3, log=print
+) -> list[CaseResult]:
+    """(raw, simplified): the pipeline's rate on raw ink and on the same drawings simplified,
+    1 worker each, the two runs of each repeat one after the other."""
+    if not RAW.is_dir():
+        raise SystemExit(f"benchmark input needs real raw drawings at {RAW}")
+    command = CASES["b"][2]
+    with tempfile.TemporaryDirectory(prefix="bench_raw_") as temp:
+        temp = Path(temp)
+        sizes = {
+            "small": make_pair_inputs(temp / "small", small_copies),
+            "large": make_pair_inputs(temp / "large", large_copies),
+        }
+        log(
+            f"input: {sizes['small']:,} and {sizes['large']:,} drawings ({small_copies} and "
+            f"{large_copies} copies of the raw drawings of {RAW} that simplified/ also "
+            "holds), raw and simplified"
+        )
+        runs = {kind: {"small": [], "large": []} for kind in ("raw", "simplified")}
+        for repeat in range(repeats):
+            for kind in runs:
+                for size in ("small", "large"):
+                    pattern = str(temp / size / kind / "*.ndjson")
+                    output = str(temp / f"out_{kind}_{size}")
+                    runs[kind][size].append(
+                        measure.run(command + ["--input", pattern, "--output_dir", output])
+                    )
+                small, large = runs[kind]["small"][-1], runs[kind]["large"][-1]
+                log(
+                    f"  run {repeat + 1}/{repeats} {kind}: small {small.seconds:.1f} s "
+                    f"({small.cpu_seconds:.1f} s CPU), large {large.seconds:.1f} s "
+                    f"({large.cpu_seconds:.1f} s CPU)"
+                )
+    results = []
+    for kind, kind_runs in runs.items():
+        small, large = kind_runs["small"], kind_runs["large"]
+        rate = measure.marginal_rate(
+            sizes["small"], sizes["large"], [m.seconds for m in small], [m.seconds for m in large]
+        )
+        cpu_rate = measure.marginal_rate(
+            sizes["small"],
+            sizes["large"],
+            [m.cpu_seconds for m in small],
+            [m.cpu_seconds for m in large],
+        )
+        peak = max(m.peak_rss_bytes for m in large)
+        results.append(CaseResult(f"{kind} lines, 1 worker", rate, 1, peak, cpu_rate))
+        log(f"  {kind}: {rate:,.0f} drawings/s, {cpu_rate:,.0f} per CPU-second")
+    return results
+
+
+def raw_table(results: list[CaseResult]) -> str:
+    raw, simplified = results
+    ratio, cpu_ratio = raw.per_core / simplified.per_core, raw.cpu_rate / simplified.cpu_rate
+    return "\n".join(
+        [
+            "| input | drawings/s per core | per CPU-second | peak memory (large input) "
+            "| ratio | target |",
+            "|---|---|---|---|---|---|",
+            f"| {simplified.name} | {simplified.per_core:,.0f} | {simplified.cpu_rate:,.0f} "
+            f"| {simplified.peak_rss_bytes / 2**20:,.0f} MiB | 1.00x | baseline |",
+            f"| {raw.name} | {raw.per_core:,.0f} | {raw.cpu_rate:,.0f} "
+            f"| {raw.peak_rss_bytes / 2**20:,.0f} MiB | {ratio:.2f}x; per CPU-second "
+            f"{cpu_ratio:.2f}x | >= {RAW_TARGET}x: {_verdict(ratio >= RAW_TARGET)} |",
+        ]
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from quickdraw.drawings import INK_FORMATS
+
 PUBLIC_INPUT = "gs://quickdraw_dataset/full/simplified/*.ndjson"
 
 # The game stops a drawing after 20 seconds. The densest raw drawings in ../shared record
@@ -37,6 +39,7 @@ class PipelineConfig:
     seed: int = 0
     recognized_only: bool = False
     max_points: int = DEFAULT_MAX_POINTS
+    ink_format: str = "auto"
     overwrite: bool = False
     progress_every: float = 10.0  # seconds between progress lines of a local run; 0: none
     log_level: str = "INFO"
@@ -54,6 +57,10 @@ class PipelineConfig:
             raise UsageError(f"--eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.num_shards < 1:
             raise UsageError(f"--num_shards must be >= 1, got {self.num_shards}")
+        if self.ink_format not in INK_FORMATS:
+            raise UsageError(
+                f"--ink_format must be one of {', '.join(INK_FORMATS)}, got {self.ink_format!r}"
+            )
         if self.max_points < 2:
             raise UsageError(f"--max_points must be >= 2, got {self.max_points}")
         if self.categories is not None and not self.categories:
@@ -170,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
         "drawing)",
     )
     parser.add_argument(
+        "--ink_format",
+        default="auto",
+        choices=INK_FORMATS,
+        help="auto: a line whose strokes carry a third (time) list is raw ink, simplified as "
+        "Google simplified its files, any other line is already simplified; raw or "
+        "simplified: a line of the other kind is a bad line (default %(default)s)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the outputs of an earlier run in --output_dir",
@@ -222,6 +237,7 @@ def parse_args(argv: list[str] | None) -> tuple[PipelineConfig, list[str]]:
         seed=args.seed,
         recognized_only=args.recognized_only,
         max_points=args.max_points,
+        ink_format=args.ink_format,
         overwrite=args.overwrite,
         progress_every=args.progress_every,
         log_level=args.log_level,

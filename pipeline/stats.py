@@ -70,6 +70,10 @@ def report(counts: dict, config_json: dict, classes: list[str]) -> dict:
         "damaged_files": sorted(counts.get("damaged_files", [])),
         "lines_read": lines_read,
         "written": written_total,
+        # Drawings written from raw lines (simplified here) and from simplified lines.
+        "written_ink": {
+            form: counts.get("written_ink", {}).get(form, 0) for form in ("raw", "simplified")
+        },
         "bad_lines": dict(sorted(bad.items())),
         "bad_lines_total": sum(bad.values()),
         "not_selected": dict(sorted(not_selected.items())),

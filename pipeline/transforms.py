@@ -115,7 +115,7 @@ class ReadFileFn(beam.DoFn):
                         bad.append(BadLine(line_number, "line_too_long", line))
                     else:
                         numbered.append((line_number, line))
-                batch, converted_bad = convert_lines(numbered, config.max_points)
+                batch, converted_bad = convert_lines(numbered, config.max_points, config.ink_format)
                 bad.extend(converted_bad)
                 counts["lines_read"] += len(lines)
                 self._lines_read.inc(len(lines))
@@ -350,6 +350,8 @@ class ToShardsFn(beam.DoFn):
                     np.concatenate([part[3] for part in parts]),
                     points,
                     chunks.coordinate_dtype(points),
+                    raw=np.concatenate([part[5] for part in parts]),
+                    times=np.concatenate([part[6] for part in parts]),
                 ),
             )
         self._buffer.clear()
@@ -389,6 +391,7 @@ class ToShardsFn(beam.DoFn):
             int(ends[-1]) if len(ends) else 0
         )
         points = batch.points[point_rows]
+        times = batch.times[point_rows]
         group_starts = np.flatnonzero(np.diff(groups[order], prepend=-1))
         group_ends = [*group_starts[1:].tolist(), len(order)]
         point_ends = np.concatenate([[0], ends])
@@ -402,6 +405,8 @@ class ToShardsFn(beam.DoFn):
                     [batch.key_ids[i] for i in members],
                     counts[start:end],
                     points[point_ends[start] : point_ends[end]],
+                    batch.raw[order[start:end]],
+                    times[point_ends[start] : point_ends[end]],
                 )
             )
         self._buffered += len(order)
@@ -415,7 +420,12 @@ class ToShardsFn(beam.DoFn):
             for word, index in word_index.items()
             if per_word[index].any()
         }
-        counts = {"written": written, "lengths": stats_lib.length_histogram(batch.lengths[kept])}
+        raw_written = int(batch.raw[kept].sum())
+        counts = {
+            "written": written,
+            "lengths": stats_lib.length_histogram(batch.lengths[kept]),
+            "written_ink": {"raw": raw_written, "simplified": int(kept.sum()) - raw_written},
+        }
         over_quota = int(len(batch) - kept.sum())
         if over_quota:
             counts["not_selected"] = {"over_quota": over_quota}
@@ -423,7 +433,8 @@ class ToShardsFn(beam.DoFn):
 
 
 def encoded_records(packed: list):
-    """(sort key, encoded features, word) of each drawing of a shard's packed chunks."""
+    """(sort key, encoded features, word) of each drawing of a shard's packed chunks; a
+    drawing read from a raw line gets its points' times (`schema.TIME`) too."""
     parts = [chunks.unpack(chunk) for chunk in packed]
     if not parts:
         return []
@@ -434,15 +445,23 @@ def encoded_records(packed: list):
         key_ids += chunk_key_ids
     counts = np.concatenate([part[3] for part in parts])
     points = np.concatenate([part[4] for part in parts])
+    raw_parts = [chunks.unpack_times(chunk, part[3]) for chunk, part in zip(packed, parts)]
+    raw = np.concatenate([part[0] for part in raw_parts]).tolist()
+    times = np.concatenate([part[1] for part in raw_parts])
     ink = ink_math.deltas_batch(points, counts)  # (sum(counts - 1), 3), once per shard
     aspects = ink_math.log_aspect_batch(points, counts).tolist()  # (drawings,)
     ends = np.cumsum(counts - 1).tolist()
     starts = [0, *ends[:-1]]
+    # A drawing's points start `index` rows after its ink: each has one point more.
+    point_times = [
+        times[start + index : end + index + 1] if is_raw else None
+        for index, (start, end, is_raw) in enumerate(zip(starts, ends, raw))
+    ]
     encode = schema.encode_drawing_features
     return [
-        (sort_key, encode(ink[start:end], key_id.encode(), aspect), word)
-        for sort_key, word, key_id, start, end, aspect in zip(
-            sort_keys_, words, key_ids, starts, ends, aspects
+        (sort_key, encode(ink[start:end], key_id.encode(), aspect, time), word)
+        for sort_key, word, key_id, start, end, aspect, time in zip(
+            sort_keys_, words, key_ids, starts, ends, aspects, point_times
         )
     ]
 

@@ -6,6 +6,11 @@ numpy calls. A line that fails any check comes back as a `BadLine` with one of `
 it never raises. The drawings keep their absolute float32 points, the very numbers the
 tutorial's arithmetic starts from, so that the ink (`quickdraw.ink`) can be computed
 wherever it is cheapest.
+
+A line is in the raw format when a stroke carries a third list, its times (`--ink_format
+auto`, line by line); `quickdraw.raw_lines` checks such lines and simplifies them as Google
+made the simplified files (`quickdraw.simplify`), so every drawing here is in the simplified
+format. Raw drawings keep their times too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import orjson
 
 from quickdraw import ink as ink_math
+from quickdraw.batch import DrawingBatch, in_line_order, starts_of  # noqa: F401 (re-exported)
 
 # What reading a damaged .gz file of lines raises (cut short, a bad checksum, bad data):
 # readers keep the lines before the damage and report the file.
@@ -38,14 +44,26 @@ REASONS = {
     "missing_word": "'word' is missing, empty or not a string",
     "missing_key_id": "'key_id' is missing, empty or not a string or integer",
     "missing_drawing": "'drawing' is missing, empty or not a list",
-    "bad_stroke": "a stroke is not a list of an x list and a y list",
+    "bad_stroke": "a stroke is not a list of an x list and a y list (and a time list)",
     "xy_length_mismatch": "a stroke's x and y lists differ in length",
     "empty_stroke": "a stroke has no points",
     "non_numeric_coordinate": "a coordinate is not a number",
     "non_finite_coordinate": "a coordinate is infinite or too large for float32",
     "too_few_points": "the drawing has fewer than 2 points",
     "too_many_points": "the drawing has more points than --max_points",
+    # Raw lines (strokes of [xs, ys, times]) and --ink_format.
+    "not_raw": "--ink_format raw, but no stroke has a time list",
+    "not_simplified": "--ink_format simplified, but a stroke has a time list (raw format)",
+    "missing_time": "a stroke of a raw drawing has no time list",
+    "time_length_mismatch": "a stroke's time list differs in length from its x and y lists",
+    "non_numeric_time": "a time is not a number",
+    "non_finite_time": "a time is infinite or too large for float32",
+    "time_backwards": "a stroke's times decrease",
+    "too_few_points_simplified": "the raw drawing's points all coincide: simplified, it is "
+    "one point, with no extent to scale to 0..255",
 }
+
+INK_FORMATS = ("auto", "raw", "simplified")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,58 +71,6 @@ class BadLine:
     line_number: int
     reason: str  # a key of REASONS
     text: bytes
-
-
-@dataclasses.dataclass
-class DrawingBatch:
-    """Good drawings of one file, in line order, with their points stored back to back.
-
-    Drawing i has `counts[i]` absolute points (x, y, end_of_stroke) starting at row
-    `offsets[i]` of `points`; its ink (`ink_of`) has one row fewer.
-    """
-
-    line_numbers: np.ndarray  # (drawings,) int64, 1-based line numbers in the file
-    words: list[str]
-    key_ids: list[str]
-    recognized: np.ndarray  # (drawings,) bool
-    counts: np.ndarray  # (drawings,) int64, points of each drawing, >= 2
-    points: np.ndarray  # (sum(counts), 3) float32
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Rows of ink of each drawing."""
-        return self.counts - 1
-
-    @property
-    def offsets(self) -> np.ndarray:
-        offsets = np.zeros(len(self.counts), dtype=np.int64)
-        np.cumsum(self.counts[:-1], out=offsets[1:])
-        return offsets
-
-    def points_of(self, index: int) -> np.ndarray:
-        start = int(self.offsets[index])
-        return self.points[start : start + int(self.counts[index])]
-
-    def ink_of(self, index: int) -> np.ndarray:
-        return ink_math.deltas(self.points_of(index))
-
-    def log_aspect_of(self, index: int) -> np.float32:
-        return ink_math.log_aspect(self.points_of(index))
-
-    def select(self, mask: np.ndarray) -> DrawingBatch:
-        """The drawings where `mask` is true, in order."""
-        picked = np.flatnonzero(mask)
-        return DrawingBatch(
-            line_numbers=self.line_numbers[mask],
-            words=[self.words[i] for i in picked],
-            key_ids=[self.key_ids[i] for i in picked],
-            recognized=self.recognized[mask],
-            counts=self.counts[mask],
-            points=self.points[np.repeat(mask, self.counts)],
-        )
 
 
 class _Reject(Exception):
@@ -119,11 +85,8 @@ def _key_id(value) -> str:
     return str(value)
 
 
-def _structure(record, max_points: int):
-    """Checks one parsed line, stroke by stroke, naming its first fault (the careful path).
-
-    Returns (word, key_id, recognized, xs, ys, stroke_lengths).
-    """
+def _header(record):
+    """(word, key_id, recognized, strokes) of one parsed line, or _Reject."""
     if not isinstance(record, dict):
         raise _Reject("not_an_object")
     word = record.get("word")
@@ -133,6 +96,21 @@ def _structure(record, max_points: int):
     strokes = record.get("drawing")
     if not isinstance(strokes, list) or not strokes:
         raise _Reject("missing_drawing")
+    return word, key_id, record.get("recognized") is not False, strokes
+
+
+def has_times(record) -> bool:
+    """Whether a parsed line is in the raw format: a stroke of its drawing has a third list."""
+    strokes = record.get("drawing") if isinstance(record, dict) else None
+    return isinstance(strokes, list) and is_raw(strokes)
+
+
+def _structure(record, max_points: int):
+    """Checks one parsed line, stroke by stroke, naming its first fault (the careful path).
+
+    Returns (word, key_id, recognized, xs, ys, stroke_lengths).
+    """
+    word, key_id, recognized, strokes = _header(record)
     xs: list = []
     ys: list = []
     stroke_lengths = []
@@ -153,7 +131,7 @@ def _structure(record, max_points: int):
         raise _Reject("too_few_points")
     if len(xs) > max_points:
         raise _Reject("too_many_points")
-    return word, key_id, record.get("recognized") is not False, xs, ys, stroke_lengths
+    return word, key_id, recognized, xs, ys, stroke_lengths
 
 
 def _coordinates(values: list) -> np.ndarray:
@@ -196,19 +174,24 @@ def _reject_reason_of_line(line: bytes) -> str:
 
 
 def convert_lines(
-    lines: Sequence[tuple[int, bytes]], max_points: int
+    lines: Sequence[tuple[int, bytes]], max_points: int, ink_format: str = "auto"
 ) -> tuple[DrawingBatch, list[BadLine]]:
     """Parses, validates and converts a batch of lines.
 
     Args:
       lines: (1-based line number, raw line bytes) pairs, in file order.
-      max_points: drawings with more points are bad lines.
+      max_points: drawings with more points (raw or simplified) are bad lines.
+      ink_format: "auto" reads each line as raw when a stroke has a time list and as
+        simplified otherwise; "raw" or "simplified" makes a line of the other kind bad.
 
     Returns:
-      The good drawings, in order, and the bad lines with their reasons, in order.
+      The good drawings, in order, raw ones simplified, and the bad lines with their
+      reasons, in order.
     """
+    if ink_format not in INK_FORMATS:
+        raise ValueError(f"ink_format must be one of {INK_FORMATS}, got {ink_format!r}")
     with without_cyclic_gc():
-        return _convert_lines(lines, max_points)
+        return _convert_lines(lines, max_points, ink_format)
 
 
 @contextlib.contextmanager
@@ -230,8 +213,14 @@ def without_cyclic_gc():
             gc.enable()
 
 
-def _convert_lines(lines, max_points):
+def _convert_lines(lines, max_points, ink_format):
     bad: list[BadLine] = []
+    raw_batch = None
+    if ink_format != "simplified" and lines and _looks_raw(lines[0][1]):
+        from quickdraw import raw_lines  # numba's compiler loads only where raw lines are read
+
+        checked, lines = raw_lines.read(lines, max_points)
+        raw_batch = raw_lines.simplified(*checked, max_points=max_points, bad=bad)
     parsed = []  # (line_number, record, line)
     for line_number, line in lines:
         if not line.strip():
@@ -241,11 +230,51 @@ def _convert_lines(lines, max_points):
             parsed.append((line_number, orjson.loads(line), line))
         except orjson.JSONDecodeError:
             bad.append(BadLine(line_number, _reject_reason_of_line(line), line))
-    batch = _whole_batch(parsed, max_points)
+    batch = _whole_batch(parsed, max_points) if ink_format != "raw" else None
     if batch is None:
-        batch = _line_by_line(parsed, max_points, bad)
+        batch = _by_format(parsed, max_points, ink_format, bad)
         bad.sort(key=lambda item: item.line_number)
-    return batch, bad
+    if raw_batch is None or not len(raw_batch):
+        return batch, bad
+    bad.sort(key=lambda item: item.line_number)
+    return in_line_order([raw_batch, batch]), bad
+
+
+def _looks_raw(line: bytes) -> bool:
+    """Whether a line's text looks like compact raw ink, where each stroke `[[x..],[y..],
+    [t..]]` has two `],[` inside and one more between strokes (`]],[[`), and simplified ink
+    one inside. A guess that only picks the faster way in for a batch of lines: the raw
+    reader checks every line, and leaves those it cannot vouch for to orjson."""
+    return line.count(b"],[") == 3 * line.count(b"]],[[") + 2
+
+
+def _by_format(parsed: list, max_points: int, ink_format: str, bad: list, careful=False):
+    """Converts raw and simplified lines apart, and merges their drawings in line order.
+    `careful` checks line by line only (parsed values, not lines of JSON, may hold booleans
+    that the fast paths would find only in a line's text)."""
+    from quickdraw import raw_lines  # numba's compiler loads only where raw lines are read
+
+    simplified, raw = [], []
+    for item in parsed:
+        timed = has_times(item[1])
+        if timed and ink_format == "simplified":
+            bad.append(BadLine(item[0], "not_simplified", item[2]))
+        elif not timed and ink_format == "raw":
+            try:  # a line that is no drawing at all gets that reason first
+                _structure(item[1], max_points)
+                reason = "not_raw"
+            except _Reject as reject:
+                reason = reject.reason
+            bad.append(BadLine(item[0], reason, item[2]))
+        else:
+            (raw if timed else simplified).append(item)
+    batches = [_line_by_line([], max_points, bad)]  # empty: the batch when no line is good
+    if simplified:
+        batch = None if careful else _whole_batch(simplified, max_points)
+        batches.append(batch if batch is not None else _line_by_line(simplified, max_points, bad))
+    if raw:
+        batches.append(raw_lines.convert(raw, max_points, bad, careful))
+    return in_line_order(batches) if len(batches) > 1 else batches[0]
 
 
 _DICT_TYPE = frozenset((dict,))
@@ -276,7 +305,8 @@ def _whole_batch(parsed: list, max_points: int) -> DrawingBatch | None:
     if not (_LIST_TYPE.issuperset(map(type, drawings)) and all(drawings)):
         return None
     strokes = list(itertools.chain.from_iterable(drawings))
-    if not _LIST_TYPE.issuperset(map(type, strokes)) or min(map(len, strokes)) < 2:
+    # Every stroke [xs, ys]: a third list (times) makes a raw line, read elsewhere.
+    if not _LIST_TYPE.issuperset(map(type, strokes)) or set(map(len, strokes)) != {2}:
         return None
     xs = [stroke[0] for stroke in strokes]
     ys = [stroke[1] for stroke in strokes]
@@ -367,24 +397,20 @@ class BadDrawing(ValueError):
 
 
 def is_raw(strokes) -> bool:
-    """Whether a drawing is in the raw format: its strokes carry a third (time) list."""
+    """Whether a drawing is in the raw format: a stroke carries a third (time) list."""
     return any(isinstance(stroke, list) and len(stroke) >= 3 for stroke in strokes)
 
 
-def drawing_points(strokes, max_points: int) -> np.ndarray:
+def drawing_points(strokes, max_points: int, ink_format: str = "auto") -> np.ndarray:
     """One drawing, an ndjson line's `drawing` value, raw or simplified -> its absolute
-    (n, 3) float32 points in the simplified format, as the model reads them. Raises
-    BadDrawing with the reason of the pipeline's checks."""
-    from quickdraw import simplify
-
-    if not isinstance(strokes, list) or not strokes:
-        raise BadDrawing("missing_drawing")
+    (n, 3) float32 points in the simplified format, as the model reads them: a raw drawing
+    is simplified as the pipeline simplifies it. Raises BadDrawing with the reason of the
+    pipeline's checks (`ink_format` as `convert_lines` reads it)."""
+    if ink_format not in INK_FORMATS:
+        raise ValueError(f"ink_format must be one of {INK_FORMATS}, got {ink_format!r}")
+    bad: list[BadLine] = []
     record = {"word": "-", "key_id": "-", "drawing": strokes}
-    try:
-        _, _, _, xs, ys, _ = _structure(record, max_points)
-        _coordinates(xs), _coordinates(ys)
-    except _Reject as reject:
-        raise BadDrawing(reject.reason) from None
-    if is_raw(strokes):
-        strokes = simplify.simplify_strokes(strokes)
-    return ink_math.points_from_strokes(strokes)
+    batch = _by_format([(1, record, b"")], max_points, ink_format, bad, careful=True)
+    if bad:
+        raise BadDrawing(bad[0].reason)
+    return batch.points_of(0)

@@ -1,15 +1,19 @@
 """The one definition of the TFRecord features, with their writer and their parser.
 
-Each record is a `tf.train.Example` with the tutorial's features plus `key_id` and
-`log_aspect` (both absent in the tutorial's files):
+Each record is a `tf.train.Example` with the tutorial's features plus `key_id`,
+`log_aspect` and `time` (all absent in the tutorial's files):
 
-| feature       | type        | shape   | meaning                                        |
-|---------------|-------------|---------|------------------------------------------------|
-| `ink`         | float list  | (n * 3) | the (n, 3) ink of `quickdraw.ink`, row-major    |
-| `shape`       | int64 list  | (2,)    | `[n, 3]`                                       |
-| `class_index` | int64 list  | (1,)    | line number of the category in the classes file |
-| `key_id`      | bytes list  | (1,)    | the drawing's key_id                           |
-| `log_aspect`  | float list  | (1,)    | log(width / height), `quickdraw.ink.log_aspect` |
+| feature       | type        | shape    | meaning                                          |
+|---------------|-------------|----------|--------------------------------------------------|
+| `ink`         | float list  | (n * 3)  | the (n, 3) ink of `quickdraw.ink`, row-major     |
+| `shape`       | int64 list  | (2,)     | `[n, 3]`                                         |
+| `class_index` | int64 list  | (1,)     | line number of the category in the classes file  |
+| `key_id`      | bytes list  | (1,)     | the drawing's key_id                             |
+| `log_aspect`  | float list  | (1,)     | log(width / height), `quickdraw.ink.log_aspect`  |
+| `time`        | float list  | (n + 1,) | raw drawings only: each point's ms since the first |
+
+`time` has one value per point of the drawing (the ink's n rows are the steps between its
+n + 1 points: row i ends at point i + 1). Drawings read from simplified lines have none.
 
 The writer encodes the Example's protobuf wire format directly (a few lines below) rather
 than building a `tf.train.Example`: it keeps TensorFlow, a ~600 MB install, off the
@@ -31,6 +35,7 @@ SHAPE = "shape"
 CLASS_INDEX = "class_index"
 KEY_ID = "key_id"
 LOG_ASPECT = "log_aspect"
+TIME = "time"
 
 INK_COLUMNS = 3  # x delta, y delta, end_of_stroke
 
@@ -89,7 +94,9 @@ def _entry_with_payload(name: str, feature_field: int, payload: bytes) -> bytes:
     return b"\x0a" + _varint(len(entry)) + entry
 
 
-_KEYS = {name: _field(1, name.encode()) for name in (INK, SHAPE, CLASS_INDEX, KEY_ID, LOG_ASPECT)}
+_KEYS = {
+    name: _field(1, name.encode()) for name in (INK, SHAPE, CLASS_INDEX, KEY_ID, LOG_ASPECT, TIME)
+}
 _BYTES_LIST, _FLOAT_LIST, _INT64_LIST = 1, 2, 3
 
 
@@ -114,7 +121,9 @@ def _shape_entry(rows: int) -> bytes:
 _LOG_ASPECT_HEADER = _header_of_entry(LOG_ASPECT, _FLOAT_LIST, 4)  # one float32: 4 bytes
 
 
-def encode_drawing_features(ink: np.ndarray, key_id: bytes, log_aspect=None) -> bytes:
+def encode_drawing_features(
+    ink: np.ndarray, key_id: bytes, log_aspect=None, time: np.ndarray | None = None
+) -> bytes:
     """Every feature of a drawing's Example but `class_index`, serialized.
 
     The pipeline encodes this before it knows the final class list, then completes the
@@ -125,11 +134,18 @@ def encode_drawing_features(ink: np.ndarray, key_id: bytes, log_aspect=None) -> 
       ink: (n, 3) float32, from `quickdraw.ink`.
       key_id: the drawing's key_id.
       log_aspect: from `quickdraw.ink.log_aspect`; None leaves the feature out.
+      time: (n + 1,) float32, each point's ms since the first; None leaves the feature out.
     """
     if ink.ndim != 2 or ink.shape[1] != INK_COLUMNS:
         raise ValueError(f"ink must have shape (n, {INK_COLUMNS}), got {ink.shape}")
+    if time is not None and np.shape(time) != (len(ink) + 1,):
+        raise ValueError(f"time needs one value per point ({len(ink) + 1}), got {np.shape(time)}")
     raw = np.ascontiguousarray(ink, dtype="<f4").tobytes()
     aspect = b"" if log_aspect is None else _LOG_ASPECT_HEADER + struct.pack("<f", log_aspect)
+    times = b""
+    if time is not None:
+        payload = np.ascontiguousarray(time, dtype="<f4").tobytes()
+        times = _header_of_entry(TIME, _FLOAT_LIST, len(payload)) + payload
     # Map entries in sorted key order (class_index comes first), so equal inputs give
     # equal bytes, the same bytes as TensorFlow's deterministic serialization.
     return b"".join(
@@ -140,6 +156,7 @@ def encode_drawing_features(ink: np.ndarray, key_id: bytes, log_aspect=None) -> 
             key_id,
             aspect,
             _shape_entry(len(ink)),
+            times,
         )
     )
 
@@ -152,7 +169,9 @@ def with_class_index(drawing_features: bytes, class_index: int) -> bytes:
     return b"\x0a" + _varint(len(features)) + features
 
 
-def encode_example(ink: np.ndarray, class_index: int, key_id: bytes, log_aspect=None) -> bytes:
+def encode_example(
+    ink: np.ndarray, class_index: int, key_id: bytes, log_aspect=None, time=None
+) -> bytes:
     """Serializes one drawing as a `tf.train.Example`.
 
     Args:
@@ -160,8 +179,9 @@ def encode_example(ink: np.ndarray, class_index: int, key_id: bytes, log_aspect=
       class_index: the category's line in the classes file, >= 0.
       key_id: the drawing's key_id.
       log_aspect: from `quickdraw.ink.log_aspect`; None leaves the feature out.
+      time: (n + 1,) float32, each point's ms since the first; None leaves the feature out.
     """
-    return with_class_index(encode_drawing_features(ink, key_id, log_aspect), class_index)
+    return with_class_index(encode_drawing_features(ink, key_id, log_aspect, time), class_index)
 
 
 # --- TFRecord framing ------------------------------------------------------------------
@@ -182,9 +202,10 @@ def frame_record(data: bytes) -> bytes:
 # --- Parser (TensorFlow) ---------------------------------------------------------------
 
 
-def feature_spec(log_aspect: bool = False):
+def feature_spec(log_aspect: bool = False, time: bool = False):
     """The `tf.io.parse_example` spec. `key_id` defaults to b"" for the tutorial's files;
-    `log_aspect`, when asked for, is required (a record without it fails to parse)."""
+    `log_aspect`, when asked for, is required (a record without it fails to parse); `time`,
+    when asked for, is empty in a record without it (a drawing read from simplified ink)."""
     import tensorflow as tf
 
     spec = {
@@ -195,30 +216,41 @@ def feature_spec(log_aspect: bool = False):
     }
     if log_aspect:
         spec[LOG_ASPECT] = tf.io.FixedLenFeature([], tf.float32)
+    if time:
+        spec[TIME] = tf.io.VarLenFeature(tf.float32)
     return spec
 
 
-def parse_examples(serialized, log_aspect: bool = False):
+def parse_examples(serialized, log_aspect: bool = False, time: bool = False):
     """Parses a batch (or a scalar) of serialized Examples.
 
     Returns:
       A dict of `ink` (a RaggedTensor of shape (batch, None, 3) for a batch, or a
       (n, 3) Tensor for a scalar), `lengths` (int32: n), `class_index` (int64),
-      `key_id` (string) and, when `log_aspect` is true, `log_aspect` (float32).
+      `key_id` (string), when `log_aspect` is true, `log_aspect` (float32), and when
+      `time` is true, `time` (float32, (batch, None) ragged or (n + 1,); empty where a
+      record has none).
     """
     import tensorflow as tf
 
-    features = tf.io.parse_example(serialized, feature_spec(log_aspect))
+    features = tf.io.parse_example(serialized, feature_spec(log_aspect, time))
     lengths = tf.cast(features[SHAPE][..., 0], tf.int32)
     points = tf.reshape(features[INK].values, [-1, INK_COLUMNS])  # (total points, 3)
     if serialized.shape.rank == 0:
         ink = points
     else:
         ink = tf.RaggedTensor.from_row_lengths(points, lengths)  # (batch, None, 3)
-    return {
+    result = {
         INK: ink,
         LENGTHS: lengths,
         CLASS_INDEX: features[CLASS_INDEX][..., 0],
         KEY_ID: features[KEY_ID],
         **({LOG_ASPECT: features[LOG_ASPECT]} if log_aspect else {}),
     }
+    if time:
+        times = features[TIME]
+        if serialized.shape.rank == 0:
+            result[TIME] = times.values
+        else:
+            result[TIME] = tf.RaggedTensor.from_sparse(times)  # (batch, None)
+    return result

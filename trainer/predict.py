@@ -2,8 +2,9 @@
 
     python -m trainer.predict --model_dir model [--top_k 3] drawings.ndjson [gs://...]
 
-Reads simplified-format ndjson (one drawing per line; local paths or gs://; `.gz` too) and
-prints one JSON line per drawing, in input order:
+Reads ndjson, one drawing per line, in the simplified or the raw format (strokes of
+[xs, ys, times], simplified first exactly as the pipeline does; local paths or gs://; `.gz`
+too), and prints one JSON line per drawing, in input order:
 
     {"key_id": "...", "word": "cat", "top_k": [{"label": "cat", "probability": 0.91}, ...]}
 
@@ -33,7 +34,6 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from quickdraw import drawings as drawings_lib  # noqa: E402
-from quickdraw import ink as ink_math  # noqa: E402
 
 LINES_PER_CHUNK = 512
 MAX_POINTS = 100000  # longer drawings are reported as bad lines (the pipeline's check)
@@ -90,7 +90,7 @@ def make_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds between progress lines on stderr, 0 for none (%(default)s)",
     )
-    parser.add_argument("files", nargs="+", help="simplified-format ndjson, local or gs://")
+    parser.add_argument("files", nargs="+", help="ndjson, simplified or raw format, local or gs://")
     return parser
 
 
@@ -250,10 +250,8 @@ def classify_file(path, classifier, top_k, batch_size, summary, out, progress=No
                     "%s:%d: %s (%s)", path, bad_line.line_number, bad_line.reason, reason
                 )
             bad_count += len(bad)
-            points = [
-                ink_math.points_from_strokes(records[int(number)]["drawing"])
-                for number in batch.line_numbers
-            ]
+            # The pipeline's own points: raw drawings come out simplified.
+            points = [batch.points_of(index) for index in range(len(batch))]
             probabilities = classifier.probabilities(points, batch_size)
             for index, word in enumerate(batch.words):
                 ranked = np.argsort(-probabilities[index], kind="stable")
