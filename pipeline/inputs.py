@@ -16,8 +16,9 @@ import google.auth
 from apache_beam.internal.gcp import auth as beam_auth
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.config import PipelineConfig, UsageError
+from pipeline.config import PipelineConfig
 from quickdraw import schema
+from quickdraw.cli import UsageError
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 

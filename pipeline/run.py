@@ -27,7 +27,8 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import inputs, transforms
-from pipeline.config import PipelineConfig, UsageError, parse_args
+from pipeline.config import PipelineConfig, parse_args
+from quickdraw.cli import UsageError
 
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner")
 

@@ -17,7 +17,6 @@ own checks, `quickdraw.drawings`) and skipped. Only `model_dir/export/` is read.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import logging
 import os
@@ -29,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from quickdraw import cli  # noqa: E402
 from quickdraw import drawings as drawings_lib  # noqa: E402
 from quickdraw import ink as ink_math  # noqa: E402
 
@@ -39,31 +39,15 @@ MAX_POINTS = 100000  # longer drawings are reported as bad lines (the pipeline's
 _NO_WORD = "\x00"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def make_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m trainer.predict",
         description="Classify ndjson drawings with model_dir/export/.",
-        allow_abbrev=False,
     )
     parser.add_argument("--model_dir", required=True, help="holds export/ (or is it)")
-    parser.add_argument("--top_k", type=_positive_int, default=3, help="classes per drawing")
+    parser.add_argument("--top_k", type=cli.positive_int, default=3, help="classes per drawing")
     parser.add_argument(
-        "--batch_size", type=_positive_int, default=64, help="drawings per model call"
+        "--batch_size", type=cli.positive_int, default=64, help="drawings per model call"
     )
     parser.add_argument(
         "--single_view",
