@@ -25,7 +25,11 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    # TensorFlow loads only once the flags are known to be good.
+    # TensorFlow loads only once the flags are known to be good, and without the lines it
+    # prints at start on a machine without a GPU.
+    from trainer import quiet_start
+
+    quiet_start.import_tensorflow()
     from trainer import checkpoints, train
 
     try:

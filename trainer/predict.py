@@ -210,8 +210,9 @@ def main(argv=None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    import tensorflow as tf
+    from trainer import quiet_start
 
+    tf = quiet_start.import_tensorflow()
     from trainer import export
     from trainer.config import resolve_path
 
