@@ -54,8 +54,11 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[inputs.In
     )
 
 
-def _runner_and_options(beam_args: list[str]):
+def _runner_and_options(beam_args: list[str], config: PipelineConfig):
     options = PipelineOptions(beam_args)
+    cloud = options.view_as(GoogleCloudOptions)
+    if cloud.gcs_read_buffer_size_bytes is None:
+        cloud.gcs_read_buffer_size_bytes = inputs.gcs_read_buffer_bytes(config)
     runner = options.view_as(StandardOptions).runner
     if runner in LOCAL_RUNNERS:
         return FnApiRunner(), options
@@ -118,9 +121,9 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
     by reason, drawings written per split).
     """
     config, beam_args = parse_args(argv)
-    runner, options = _runner_and_options(beam_args)
+    runner, options = _runner_and_options(beam_args, config)
     if isinstance(runner, FnApiRunner):  # a Dataflow job needs credentials anyway
-        inputs.read_gcs_anonymously_without_credentials(config)
+        inputs.read_gcs_anonymously_without_credentials(config.input, config.output_dir)
     files = inputs.list_input_files(config)
     inputs.check_output_dir(config)
     logging.info(
