@@ -25,3 +25,12 @@ def shared_quickdraw_or_skip() -> Path:
 def quickdraw() -> Path:
     """The folder of real Quick, Draw! drawings (skips the test when it is absent)."""
     return shared_quickdraw_or_skip()
+
+
+@pytest.fixture(scope="session")
+def all_classes_run(tmp_path_factory):
+    """`make all` over all 345 categories with a tiny model, once per session (see
+    tests/all_classes.py): its records, trained model, export and predictions."""
+    from tests import all_classes
+
+    return all_classes.make_all(tmp_path_factory.mktemp("all_classes"))
