@@ -7,8 +7,8 @@
 on the first `--train_per_class` good drawings of each category, evaluates on the next
 `--eval_per_class`, and never reads the rest. This takes, for each class of the classes
 file, the `--per_class` good drawings right after those, reading each category's file only
-that far: from the public bucket, a few hundred kilobytes of a ~60 MB file, in ranged reads
-of Beam's GCS client (`inputs.gcs_read_buffer_bytes`). A file that ends sooner gives its
+that far: from the public bucket, about 1 MiB of a ~60 MB file for make all's quotas, in
+ranged reads sized to them (`inputs.read_buffer_for`). A file that ends sooner gives its
 last eval drawings instead, which training never saw either; a class without a file named
 after it is skipped with a warning. Lines are copied as they are, `word` included, so that
 `trainer.predict` can score them; good means what the pipeline means (`quickdraw.drawings`).
