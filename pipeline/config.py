@@ -89,7 +89,8 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="python -m pipeline",
         description="Quick, Draw! ndjson to shuffled, sharded TFRecords (tf.train.Example). "
-        "Flags not listed here go to Beam (--runner, --direct_num_workers, --project, ...).",
+        "Beam's own options (--runner, --direct_num_workers, --project, ...) go to Beam; any "
+        "other flag is an error.",
     )
     parser.add_argument(
         "--input",
