@@ -56,6 +56,6 @@ def test_help_and_install_work_on_a_fresh_clone(tmp_path):
     completed = _make("-n", "install", f"VENV={venv}")
     assert completed.returncode == 0
     lines = completed.stdout.splitlines()
-    assert lines[0].startswith(f"python3 -m venv {venv}")
+    assert lines[0].endswith(f" -m venv {venv}")
     assert lines[-1] == f'touch "{venv}/.installed"'
     assert not venv.exists()
