@@ -11,6 +11,7 @@ FnApiRunner (never the Prism runner, which the DirectRunner would first download
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import sys
 from pathlib import Path
@@ -31,6 +32,8 @@ from pipeline.config import PipelineConfig, parse_args
 from quickdraw.cli import UsageError
 
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner")
+# Set in the Flex template's launcher image: the file Google's launcher runs.
+FLEX_LAUNCHER_VARIABLE = "FLEX_TEMPLATE_PYTHON_PY_FILE"
 
 
 def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[inputs.InputFile]):
@@ -139,6 +142,12 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
     result = pipeline.run()
     if options.view_as(GoogleCloudOptions).template_location:
         logging.info("template staged at %s", options.view_as(GoogleCloudOptions).template_location)
+        return result
+    if runner == "DataflowRunner" and FLEX_LAUNCHER_VARIABLE in os.environ:
+        # In the Flex template's launcher (pipeline/flex.Dockerfile sets the variable), the job
+        # is handed to Dataflow and the launcher VM's work is done: waiting for the whole
+        # conversion there would only hold the VM, and could outlast its timeout.
+        logging.info("Dataflow job submitted from the Flex template launcher")
         return result
     result.wait_until_finish()
     _log_summary(config)
