@@ -13,7 +13,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from google.cloud import dataflow_v1beta3
 
-from pipeline import flex_template
+from pipeline import flex_template, run
 from pipeline.config import build_parser
 from tests.conftest import REPO, shared_quickdraw_or_skip
 from tests.test_dockerfile import hadolint
@@ -60,6 +60,8 @@ def test_the_launcher_runs_this_package_from_googles_base_image():
     assert image == LAUNCHER_BASE
     assert tag and tag != "latest"
     # The files the launcher runs and installs come from this repository.
+    # The variable the pipeline reads to return once the job is submitted, not wait for it.
+    assert run.FLEX_LAUNCHER_VARIABLE == "FLEX_TEMPLATE_PYTHON_PY_FILE"
     py_file = _container_path_to_repo(dockerfile, dockerfile.envs["FLEX_TEMPLATE_PYTHON_PY_FILE"])
     assert py_file == REPO / "pipeline" / "__main__.py" and py_file.exists()
     setup_file = dockerfile.envs["FLEX_TEMPLATE_PYTHON_SETUP_FILE"]
