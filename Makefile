@@ -78,7 +78,7 @@ train: ## Train, evaluate and export locally (DATA_DIR, MODEL_DIR, TRAIN_PRESET,
 predict: ## Classify drawings with the exported model (MODEL_DIR, PREDICT_FILES; by default a sample of INPUT).
 	$(NEEDS_INSTALL)
 	$(if $(filter $(PREDICT_SAMPLE),$(PREDICT_FILES)),$(PY) -m pipeline.sample --input "$(INPUT)" \
-		--classes_file "$(DATA_DIR)/training.tfrecord.classes" --train_per_class $(TRAIN_PER_CLASS) \
+		--classes_file "$(MODEL_DIR)/export/classes.txt" --train_per_class $(TRAIN_PER_CLASS) \
 		--eval_per_class $(EVAL_PER_CLASS) --output "$(PREDICT_SAMPLE)")
 	$(PY) -m trainer.predict --model_dir "$(MODEL_DIR)" --top_k 3 $(PREDICT_FILES)
 

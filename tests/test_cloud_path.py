@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -215,7 +214,6 @@ def test_make_predict_samples_a_gcs_input(all_classes_run, tmp_path):
     file; the other classes are named in a warning."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    shutil.copy(all_classes_run.data_dir / "training.tfrecord.classes", data_dir)
     completed = _run(
         ["make", "--no-print-directory", "predict", f"INPUT=gs://{BUCKET}/{PREFIX}/*.ndjson",
          f"DATA_DIR={data_dir}", f"MODEL_DIR={all_classes_run.model_dir}",
