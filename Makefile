@@ -90,7 +90,7 @@ lint: ## ruff on the Python code, hadolint on the Dockerfile.
 	$(NEEDS_INSTALL)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(VENV)/bin/hadolint Dockerfile pipeline/flex.Dockerfile
+	$(VENV)/bin/hadolint Dockerfile Dockerfile.flex
 
 bench: ## Measure the pipeline and the trainer against their baselines (prints a table).
 	$(NEEDS_INSTALL)
@@ -122,7 +122,7 @@ dataflow-template: ## Stage the whole-bucket job as a classic template, its opti
 dataflow-flex-template: ## Build and push the pipeline's Flex template launcher and stage its spec (PROJECT, REGION, BUCKET, FLEX_IMAGE, FLEX_TEMPLATE).
 	$(NEEDS_INSTALL)
 	@test -n "$(PROJECT)" -a -n "$(BUCKET)" || { echo "make dataflow-flex-template needs PROJECT= and BUCKET="; exit 2; }
-	docker build --platform linux/amd64 -f pipeline/flex.Dockerfile \
+	docker build --platform linux/amd64 -f Dockerfile.flex \
 		--build-arg LAUNCHER_TAG=$(FLEX_LAUNCHER_TAG) -t "$(FLEX_IMAGE)" .
 	docker push "$(FLEX_IMAGE)"
 	$(PY) -m pipeline.flex_template --image "$(FLEX_IMAGE)" --template_file "$(FLEX_TEMPLATE)"

@@ -3,7 +3,7 @@
     python -m pipeline.flex_template --image LAUNCHER_IMAGE \\
         --template_file gs://BUCKET/templates/quickdraw-tfrecords.json
 
-A Flex template is a launcher image (`pipeline/flex.Dockerfile`: Google's Python launcher with
+A Flex template is a launcher image (`Dockerfile.flex`: Google's Python launcher with
 this package installed) and a spec file that names it. Dataflow starts the image with the
 template's parameters as flags (`--input=... --output_dir=...`) and its own Beam options, and
 the image runs `python -m pipeline` on them: every run is a new conversion, where a classic
@@ -83,7 +83,7 @@ def make_parser() -> cli.ArgumentParser:
     parser.add_argument(
         "--image",
         required=True,
-        help="the launcher image built from pipeline/flex.Dockerfile, as pushed",
+        help="the launcher image built from Dockerfile.flex, as pushed",
     )
     parser.add_argument(
         "--template_file",

@@ -144,7 +144,7 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
         logging.info("template staged at %s", options.view_as(GoogleCloudOptions).template_location)
         return result
     if runner == "DataflowRunner" and FLEX_LAUNCHER_VARIABLE in os.environ:
-        # In the Flex template's launcher (pipeline/flex.Dockerfile sets the variable), the job
+        # In the Flex template's launcher (Dockerfile.flex sets the variable), the job
         # is handed to Dataflow and the launcher VM's work is done: waiting for the whole
         # conversion there would only hold the VM, and could outlast its timeout.
         logging.info("Dataflow job submitted from the Flex template launcher")

@@ -18,7 +18,7 @@ from pipeline.config import build_parser
 from tests.conftest import REPO, shared_quickdraw_or_skip
 from tests.test_dockerfile import hadolint
 
-DOCKERFILE = REPO / "pipeline" / "flex.Dockerfile"
+DOCKERFILE = REPO / "Dockerfile.flex"
 LAUNCHER_BASE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
 IMAGE = "us-central1-docker.pkg.dev/my-project/quickdraw/pipeline-launcher:v1"
 # The pipeline's flags as the README documents them: a parameter lost on the way fails here.
