@@ -16,7 +16,7 @@ from google.cloud import dataflow_v1beta3
 from pipeline import flex_template, run
 from pipeline.config import build_parser
 from tests.conftest import REPO, shared_quickdraw_or_skip
-from tests.test_dockerfile import hadolint
+from tests.test_dockerfile import hadolint, parse_dockerfile
 
 DOCKERFILE = REPO / "Dockerfile.flex"
 LAUNCHER_BASE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
@@ -55,7 +55,7 @@ def _container_path_to_repo(dockerfile: DockerfileParser, path: str):
 
 
 def test_the_launcher_runs_this_package_from_googles_base_image():
-    dockerfile = DockerfileParser(str(DOCKERFILE))
+    dockerfile = parse_dockerfile(DOCKERFILE.read_text())
     image, _, tag = dockerfile.baseimage.partition(":")
     assert image == LAUNCHER_BASE
     assert tag and tag != "latest"
