@@ -36,7 +36,11 @@ TRAINER = [
     "scipy>=1.11,<2",
 ]
 CLOUD = [
-    "google-cloud-aiplatform>=1.100,<2",
+    # Either major of the Vertex AI SDK: trainer.submit uses only its aiplatform_v1 client and
+    # types, the same in both (tests/test_submit.py passes on 1.165 and on 2.7). The cloud
+    # extra alone installs the current 2.x; the dev extra resolves to 1.x, because
+    # apache-beam[gcp] (2.70 to 2.78, the pipeline extra) requires google-cloud-aiplatform<2.
+    "google-cloud-aiplatform>=1.100,<3",
     "google-cloud-storage>=2.18,<4",
 ]
 # Starlette on uvicorn: a small, kept ASGI stack; httptools and uvloop are uvicorn's fast

@@ -6,19 +6,21 @@ python -m bench [--only simplify|pipeline|raw|trainer|serve|gpu] [--repeats 3] [
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from bench import gpu_bench, pipeline_bench, serve_bench, simplify_match, trainer_bench
+from quickdraw import cli
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+def make_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only", choices=("simplify", "pipeline", "raw", "trainer", "serve", "gpu")
     )
-    parser.add_argument("--repeats", type=int, default=3, help="runs per case; medians reported")
+    parser.add_argument(
+        "--repeats", type=cli.positive_int, default=3, help="runs per case; medians reported"
+    )
     parser.add_argument(
         "--records",
         type=Path,

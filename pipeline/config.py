@@ -5,25 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from quickdraw.drawings import INK_FORMATS
+from quickdraw import cli
+from quickdraw.cli import UsageError
+from quickdraw.drawings import DEFAULT_MAX_POINTS, INK_FORMATS
 
 PUBLIC_INPUT = "gs://quickdraw_dataset/full/simplified/*.ndjson"
-
-# The game stops a drawing after 20 seconds. The densest raw drawings in ../shared record
-# about 330 points a second (~6,600 in 20 s, ~14,000 in the 42 s the longest timestamps
-# span), and simplification only removes points: the 9,570 raw drawings there have at most
-# 1,174 points and the 22,638 simplified ones at most 503. 20,000 keeps every real drawing
-# with room to spare, and still turns away runaway lines before they cost memory.
-DEFAULT_MAX_POINTS = 20_000
 
 SPLIT_MODES = ("first", "hash")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # How a run reports on itself, not what it makes: left out of stats.json's options.
 REPORTING_FIELDS = ("progress_every", "log_level")
-
-
-class UsageError(ValueError):
-    """A bad flag or a bad input/output location: reported in one line, exit code 2."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +80,6 @@ class PipelineConfig:
         return result
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -115,11 +101,12 @@ def _category_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m pipeline",
         description="Quick, Draw! ndjson to shuffled, sharded TFRecords (tf.train.Example). "
-        "Flags not listed here go to Beam (--runner, --direct_num_workers, --project, ...).",
+        "Beam's own options (--runner, --direct_num_workers, --project, ...) go to Beam; any "
+        "other flag is an error.",
     )
     parser.add_argument(
         "--input",
@@ -166,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--recognized_only",
-        action="store_true",
+        type=cli.boolean,
+        nargs="?",
+        const=True,
+        default=False,
         help="keep only drawings the game recognized (the tutorial kept all)",
     )
     parser.add_argument(
@@ -186,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--overwrite",
-        action="store_true",
+        type=cli.boolean,
+        nargs="?",
+        const=True,
+        default=False,
         help="replace the outputs of an earlier run in --output_dir",
     )
     parser.add_argument(
@@ -219,9 +212,55 @@ def _read_categories_file(path: str) -> tuple[str, ...]:
     return names
 
 
+class _BeamOptionsParser:
+    """Beam's own pipeline options, to tell a Beam flag from a misspelled one.
+
+    Beam keeps a flag it does not know with a warning (`Unparseable argument`) and runs on
+    without it, so `--sed 5` for `--seed 5` would silently change nothing. Beam has no public
+    way to list its options; this builds the parser its `PipelineOptions.get_all_options`
+    builds, from every options class loaded (each one's `_add_argparse_args`, the hook Beam
+    documents for custom options).
+    """
+
+    def __init__(self):
+        from apache_beam.options import pipeline_options
+
+        class Parser(pipeline_options._BeamArgumentParser):
+            def error(self, message):
+                raise UsageError(f"Beam option: {message}")
+
+        self._parser = Parser(allow_abbrev=False, add_help=False)
+        classes = {}
+        for options_class in pipeline_options.PipelineOptions.__subclasses__():
+            classes.setdefault(str(options_class), options_class)
+        for options_class in classes.values():
+            options_class._add_argparse_args(self._parser)
+
+    def unknown(self, beam_args: list[str]) -> list[str]:
+        """The arguments that are not Beam options; raises UsageError on a bad Beam value."""
+        return self._parser.parse_known_args(beam_args)[1]
+
+    def flags(self) -> list[str]:
+        return [
+            option
+            for action in self._parser._actions
+            for option in action.option_strings
+            if option.startswith("--")
+        ]
+
+
 def parse_args(argv: list[str] | None) -> tuple[PipelineConfig, list[str]]:
-    """Splits the pipeline's flags from Beam's; raises UsageError on a bad value."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    """Splits the pipeline's flags from Beam's. Exits 2 on a flag that is neither (naming
+    the closest ones); raises UsageError on a bad value."""
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    beam = _BeamOptionsParser()
+    try:
+        unknown = beam.unknown(beam_args)
+    except UsageError as error:
+        parser.error(str(error))
+    if unknown:
+        parser.error(cli.unknown_arguments_message(unknown, parser.flags() + beam.flags()))
     categories = args.categories
     if args.categories_file:
         categories = _read_categories_file(args.categories_file)

@@ -16,8 +16,9 @@ import google.auth
 from apache_beam.internal.gcp import auth as beam_auth
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.config import PipelineConfig, UsageError
+from pipeline.config import PipelineConfig
 from quickdraw import schema
+from quickdraw.cli import UsageError
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 
@@ -40,7 +41,8 @@ def public_categories() -> frozenset[str]:
     return frozenset(line for line in text.splitlines() if line)
 
 
-def _stem(path: str) -> str:
+def file_stem(path: str) -> str:
+    """`gs://b/simplified/hot dog.ndjson.gz` -> `hot dog`: the category a file is named after."""
     name = posixpath.basename(path)
     for suffix in NDJSON_SUFFIXES:
         if name.endswith(suffix):
@@ -48,7 +50,7 @@ def _stem(path: str) -> str:
     return name
 
 
-def read_gcs_anonymously_without_credentials(config: PipelineConfig) -> None:
+def read_gcs_anonymously_without_credentials(*paths: str) -> None:
     """Lets Beam read gs:// at once, anonymously, when this machine has no Google credentials.
 
     Without Application Default Credentials, Beam's GCS client looks for them five times
@@ -57,7 +59,7 @@ def read_gcs_anonymously_without_credentials(config: PipelineConfig) -> None:
     never logged in to Google Cloud would start with half a minute of tracebacks. One look
     here (about 2 s) settles it; a private bucket then fails with its own "403"/"401".
     """
-    if not any(path.startswith("gs://") for path in (config.input, config.output_dir)):
+    if not any(path.startswith("gs://") for path in paths):
         return
     try:
         google.auth.default()
@@ -75,6 +77,27 @@ def read_gcs_anonymously_without_credentials(config: PipelineConfig) -> None:
         beam_auth._Credentials._credentials = None
 
 
+# Beam reads a gs:// object 16 MiB at a time. With --split=first a category's file is read
+# only as far as its quota, at ~500 bytes a drawing (the simplified format's average line):
+# `make all`'s 150 drawings of a category are ~75 KB of a ~60 MB file, for which a 16 MiB
+# read would download 16 MiB. A buffer of ~1 KiB per drawing of the quota (at least 1 MiB,
+# at most Beam's 16 MiB) reads what is needed in one or two requests.
+GCS_READ_BUFFER_MIN = 1 << 20
+GCS_READ_BUFFER_MAX = 16 << 20
+GCS_READ_BYTES_PER_DRAWING = 1 << 10
+
+
+def read_buffer_for(drawings: int) -> int:
+    """The gs:// read buffer for reading the first `drawings` drawings of a file."""
+    wanted = drawings * GCS_READ_BYTES_PER_DRAWING
+    return min(GCS_READ_BUFFER_MAX, max(GCS_READ_BUFFER_MIN, wanted))
+
+
+def gcs_read_buffer_bytes(config: PipelineConfig) -> int | None:
+    """The gs:// read buffer for this run's quotas, or None for Beam's own (whole files)."""
+    return read_buffer_for(config.per_class_quota) if config.split == "first" else None
+
+
 def list_input_files(config: PipelineConfig) -> list[InputFile]:
     """The files the pipeline reads, sorted by path, minus those of unwanted categories."""
     try:
@@ -89,7 +112,7 @@ def list_input_files(config: PipelineConfig) -> list[InputFile]:
         )
     known = public_categories()
     files = [
-        InputFile(index, path, _stem(path) if _stem(path) in known else None)
+        InputFile(index, path, file_stem(path) if file_stem(path) in known else None)
         for index, path in enumerate(paths)
     ]
     if config.categories is None:

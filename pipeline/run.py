@@ -11,6 +11,7 @@ FnApiRunner (never the Prism runner, which the DirectRunner would first download
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import sys
 import tempfile
@@ -28,9 +29,12 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import inputs, progress, transforms
-from pipeline.config import PipelineConfig, UsageError, parse_args
+from pipeline.config import PipelineConfig, parse_args
+from quickdraw.cli import UsageError
 
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner")
+# Set in the Flex template's launcher image: the file Google's launcher runs.
+FLEX_LAUNCHER_VARIABLE = "FLEX_TEMPLATE_PYTHON_PY_FILE"
 
 
 def build(
@@ -60,8 +64,11 @@ def build(
     )
 
 
-def _runner_and_options(beam_args: list[str]):
+def _runner_and_options(beam_args: list[str], config: PipelineConfig):
     options = PipelineOptions(beam_args)
+    cloud = options.view_as(GoogleCloudOptions)
+    if cloud.gcs_read_buffer_size_bytes is None:
+        cloud.gcs_read_buffer_size_bytes = inputs.gcs_read_buffer_bytes(config)
     runner = options.view_as(StandardOptions).runner
     if runner in LOCAL_RUNNERS:
         return FnApiRunner(), options
@@ -129,9 +136,9 @@ def run(argv: list[str] | None = None) -> beam.runners.runner.PipelineResult:
 
 def run_config(config: PipelineConfig, beam_args: list[str]) -> beam.runners.runner.PipelineResult:
     """`run` once the flags are parsed."""
-    runner, options = _runner_and_options(beam_args)
+    runner, options = _runner_and_options(beam_args, config)
     if isinstance(runner, FnApiRunner):  # a Dataflow job needs credentials anyway
-        inputs.read_gcs_anonymously_without_credentials(config)
+        inputs.read_gcs_anonymously_without_credentials(config.input, config.output_dir)
     files = inputs.list_input_files(config)
     inputs.check_output_dir(config)
     logging.info(
@@ -151,18 +158,23 @@ def run_config(config: PipelineConfig, beam_args: list[str]) -> beam.runners.run
     if options.view_as(GoogleCloudOptions).template_location:
         logging.info("template staged at %s", options.view_as(GoogleCloudOptions).template_location)
         return result
+    if runner == "DataflowRunner" and FLEX_LAUNCHER_VARIABLE in os.environ:
+        # In the Flex template's launcher (Dockerfile.flex sets the variable), the job
+        # is handed to Dataflow and the launcher VM's work is done: waiting for the whole
+        # conversion there would only hold the VM, and could outlast its timeout.
+        logging.info("Dataflow job submitted from the Flex template launcher")
+        return result
+    result.wait_until_finish()
     _log_summary(config)
     return result
 
 
 def _run_pipeline(runner, options, config, files, progress_dir=None):
-    """Builds and runs the pipeline; waits for it unless it only stages a template."""
+    """Builds and starts the pipeline; the local runner returns once it has finished, a
+    Dataflow job once it is submitted."""
     pipeline = beam.Pipeline(runner=runner, options=options)
     build(pipeline, config, files, progress_dir)
-    result = pipeline.run()
-    if not options.view_as(GoogleCloudOptions).template_location:
-        result.wait_until_finish()
-    return result
+    return pipeline.run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ it is written, so the same input and seed give byte-identical files on any runne
 from __future__ import annotations
 
 import collections
+import contextlib
 import gzip
 import hashlib
 import io
@@ -91,20 +92,13 @@ class ReadFileFn(beam.DoFn):
         counts = {"files_read": 1, "lines_read": 0, "bad_lines": {}, "not_selected": {}}
         line_number = 0
         damage = None  # what stopped the reading of a damaged .gz file
-        # Opened as bytes: Beam's own decompressing reader reads a line without a size limit
-        # (and is no file object to buffer), where gzip's keeps `_read_lines`' limit.
-        with FileSystems.open(
-            input_file.path, compression_type=CompressionTypes.UNCOMPRESSED
-        ) as raw:
-            stream = io.BufferedReader(raw, buffer_size=1 << 20) if not _buffered(raw) else raw
-            if input_file.path.endswith(".gz"):
-                stream = gzip.GzipFile(fileobj=stream, mode="rb")
+        with open_ndjson(input_file.path) as stream:
             while True:
                 # Near the quota, read only about as many lines as still needed.
                 wanted_lines = BATCH_LINES
                 if quota is not None and input_file.category is not None:
                     wanted_lines = min(BATCH_LINES, quota - taken[input_file.category])
-                lines, too_long, damage = _read_lines(stream, wanted_lines, config.max_points)
+                lines, too_long, damage = read_lines(stream, wanted_lines, config.max_points)
                 if not lines and not too_long:
                     break
                 numbered = []
@@ -173,11 +167,23 @@ def _file_error_record(path: str, reason: str, description: str) -> str:
     return orjson.dumps(record).decode()
 
 
+@contextlib.contextmanager
+def open_ndjson(path: str):
+    """A file of lines, local or gs://, read through gzip when its name ends in .gz."""
+    # Opened as bytes: Beam's own decompressing reader reads a line without a size limit
+    # (and is no file object to buffer), where gzip's keeps `read_lines`' limit.
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        stream = io.BufferedReader(raw, buffer_size=1 << 20) if not _buffered(raw) else raw
+        if path.endswith(".gz"):
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")
+        yield stream
+
+
 def _buffered(stream) -> bool:
     return isinstance(stream, io.BufferedIOBase) and hasattr(stream, "peek")
 
 
-def _read_lines(stream, count: int, max_points: int):
+def read_lines(stream, count: int, max_points: int):
     """Up to `count` lines, whether each was over the size limit (and cut to its start), and
     the error that stopped a damaged .gz file, if one did: (lines, too_long, damage)."""
     limit = _line_limit(max_points)

@@ -34,3 +34,12 @@ def tiny_run(tmp_path_factory):
     from trainer_fixtures import train_tiny_run
 
     return train_tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def all_classes_run(tmp_path_factory):
+    """`make all` over all 345 categories with a tiny model, once per session (see
+    tests/all_classes.py): its records, trained model, export and predictions."""
+    from tests import all_classes
+
+    return all_classes.make_all(tmp_path_factory.mktemp("all_classes"))

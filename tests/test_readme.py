@@ -12,6 +12,7 @@ import pytest
 
 from bench import __main__ as bench_main
 from pipeline import config as pipeline_config
+from pipeline import flex_template, sample
 from trainer import config as trainer_config
 from trainer import deploy, predict, report, serve, submit
 
@@ -39,6 +40,8 @@ def _missing(names: list[str], pattern: str) -> list[str]:
     "command, parser",
     [
         ("python -m pipeline", pipeline_config.build_parser()),
+        ("python -m pipeline.sample", sample.make_parser()),
+        ("python -m pipeline.flex_template", flex_template.make_parser()),
         ("python -m trainer", trainer_config.make_parser()),
         ("python -m trainer.predict", predict.make_parser()),
         ("python -m trainer.report", report.make_parser()),

@@ -27,7 +27,7 @@ from serving_fixtures import (
 )
 from trainer_fixtures import REPO, trainer_env
 
-from pipeline.config import DEFAULT_MAX_POINTS
+from quickdraw.drawings import DEFAULT_MAX_POINTS
 from tests.conftest import shared_quickdraw_or_skip
 from trainer.serving.batching import Batcher
 

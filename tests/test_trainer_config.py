@@ -80,9 +80,18 @@ def test_local_preset_and_explicit_flags_win():
         ("--steps=ten", "--steps: must be an integer"),
         ("--batch_norm=maybe", "--batch_norm: must be true or false"),
         ("--gradient_clipping_norm=-1", "--gradient_clipping_norm: must be a number >= 0"),
-        ("--num_conv=16,32", "--num_conv has 2 items but --conv_len has 3"),
-        ("--warmup_steps=100000", "--warmup_steps (100000) must be less than --steps"),
-        ("--unknown_flag=1", "unrecognized arguments: --unknown_flag=1"),
+        (
+            "--num_conv=16,32",
+            "--num_conv (16,32) has 2 items but --conv_len (5,5,3, from --preset tutorial) has 3",
+        ),
+        (
+            "--warmup_steps=100000",
+            "--warmup_steps (100000) must be less than --steps (100000, from --preset tutorial)",
+        ),
+        ("--unknown_flag=1", "unknown flag --unknown_flag (see --help)"),
+        ("--step=10", "unknown flag --step (did you mean --steps?)"),
+        # Abbreviations are refused: `--learning` could one day name two flags.
+        ("--learning=0.1", "unknown flag --learning (did you mean --learning_rate?)"),
     ],
 )
 def test_bad_flag_is_one_line_and_exit_2(flag, message, capsys):
@@ -92,6 +101,21 @@ def test_bad_flag_is_one_line_and_exit_2(flag, message, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1, error
     assert error.startswith("python -m trainer: error: ") and message in error, error
+
+
+def test_a_value_from_the_preset_is_named_as_such_with_what_to_do(capsys):
+    """`--steps 40` alone under the local preset: the 50 warmup steps are the preset's."""
+    with pytest.raises(SystemExit) as exit_info:
+        config_lib.parse_flags(REQUIRED + ["--preset", "local", "--steps", "40"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "python -m trainer: error: --warmup_steps (50, from --preset local) must be less than "
+        "--steps (40): pass --warmup_steps below 40 (0 for none), or a larger --steps\n"
+    )
+    config = config_lib.parse_flags(REQUIRED + ["--preset", "local", "--steps", "40"] + [
+        "--warmup_steps", "10"
+    ])  # fmt: skip
+    assert (config.steps, config.warmup_steps) == (40, 10)
 
 
 def test_model_dir_is_required_without_vertex(capsys):

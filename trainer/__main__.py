@@ -16,6 +16,7 @@ import sys
 # TensorFlow's C++ start-up chatter (no CUDA on this machine, ...) drowns the progress lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from quickdraw import cli  # noqa: E402
 from trainer import config as config_lib  # noqa: E402
 
 
@@ -24,12 +25,16 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    # TensorFlow loads only once the flags are known to be good.
+    # TensorFlow loads only once the flags are known to be good, and without the lines it
+    # prints at start on a machine without a GPU.
+    from trainer import quiet_start
+
+    quiet_start.import_tensorflow()
     from trainer import checkpoints, train
 
     try:
         train.train_and_evaluate(config)
-    except config_lib.InputError as error:
+    except cli.UsageError as error:
         print(f"python -m trainer: error: {error}", file=sys.stderr)
         return 2
     except train.WorkerLost as error:

@@ -22,9 +22,10 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from quickdraw.cli import UsageError
 from trainer import config as config_lib
 from trainer import export, replicas
-from trainer.config import Config, InputError
+from trainer.config import Config
 
 
 class Stopped(Exception):
@@ -84,7 +85,7 @@ class StopRequest:
 
 def restore(checkpoint: tf.train.Checkpoint, path: str, config: Config) -> None:
     """Restores every variable of the checkpoint's model and optimizer from `path`, or raises
-    InputError naming the flags that differ from the run's config.json when `path` holds
+    UsageError naming the flags that differ from the run's config.json when `path` holds
     another model. Logs the flags that changed since the run began (a longer --steps, say)."""
     saved = read_saved_config(config.model_dir)
     changed = config_lib.changes(saved, config) if saved else []
@@ -109,13 +110,13 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, config: Config) -> None:
         except (AssertionError, ValueError) as error:
             reason = str(error).strip().splitlines()[0]
     if reason and changed:
-        raise InputError(
+        raise UsageError(
             f"the checkpoints in {config.checkpoint_dir} are of another model than these flags "
             f"give ({', '.join(changed)}): resume with the flags in "
             f"{config.model_dir}/{export.CONFIG_FILE}, or train into a new --model_dir"
         )
     if reason:
-        raise InputError(
+        raise UsageError(
             f"the checkpoints in {config.checkpoint_dir} are of another model ({reason}): "
             "resume with the flags they were trained with, or train into a new --model_dir"
         )

@@ -18,6 +18,8 @@ import dataclasses
 import json
 import os
 
+from quickdraw import cli
+
 CELL_TYPES = ("lstm", "gru")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -76,10 +78,6 @@ LOCAL = {
 }
 
 PRESETS = {"tutorial": TUTORIAL, "local": LOCAL}
-
-
-class InputError(ValueError):
-    """A problem with the command's inputs, reported on one line (exit status 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,27 +239,10 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
-
-
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad flag on one line (no usage block) and exits with status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def make_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m trainer",
         description="Train, evaluate and export the Quick, Draw! conv + BiLSTM classifier.",
-        allow_abbrev=False,
     )
     paths = parser.add_argument_group("data and outputs")
     paths.add_argument("--training_data", required=True, help="glob of training TFRecords")
@@ -287,18 +268,20 @@ def make_parser() -> argparse.ArgumentParser:
     model.add_argument("--num_conv", type=_int_list, help="filters per conv (48,64,96)")
     model.add_argument("--conv_len", type=_int_list, help="kernel width per conv (5,5,3)")
     model.add_argument("--cell_type", choices=CELL_TYPES, help="recurrent cell (lstm)")
-    model.add_argument("--batch_norm", type=_bool, nargs="?", const=True, help="batch norm (false)")
+    model.add_argument(
+        "--batch_norm", type=cli.boolean, nargs="?", const=True, help="batch norm (false)"
+    )
     model.add_argument("--dropout", type=_fraction, help="dropout rate (0.3)")
     model.add_argument(
         "--positions",
-        type=_bool,
+        type=cli.boolean,
         nargs="?",
         const=True,
         help="also feed each point's position, recovered from the ink, to the convolutions (false)",
     )
     model.add_argument(
         "--aspect_ratio",
-        type=_bool,
+        type=cli.boolean,
         nargs="?",
         const=True,
         help="also feed the drawing's log(width / height) to the convolutions; needs the "
@@ -306,7 +289,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--directions",
-        type=_bool,
+        type=cli.boolean,
         nargs="?",
         const=True,
         help="also feed each step's direction (a unit vector) and length to the convolutions "
@@ -314,7 +297,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--raster",
-        type=_bool,
+        type=cli.boolean,
         nargs="?",
         const=True,
         help="add a 2-D convolutional branch that reads the drawing rendered as a 32 x 32 image; "
@@ -361,7 +344,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     training.add_argument(
         "--augment",
-        type=_bool,
+        type=cli.boolean,
         nargs="?",
         const=True,
         help="augment training ink with trainer.augment.training_batch, and with --raster the "
@@ -382,19 +365,29 @@ def make_parser() -> argparse.ArgumentParser:
 def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
     """Fills unset flags from the preset, checks the flags together, resolves the paths."""
     values = dict(PRESETS[args.preset])
+    given = set()
     for name in values:
-        given = getattr(args, name)
-        if given is not None:
-            values[name] = given
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+            given.add(name)
+
+    def described(name: str) -> str:
+        """`--steps (40)`, or `--warmup_steps (50, from --preset local)` for a value the user
+        did not give: a message must say where a number they never typed came from."""
+        value = _flag_value(values[name])
+        origin = "" if name in given else f", from --preset {args.preset}"
+        return f"--{name} ({value}{origin})"
+
     if len(values["num_conv"]) != len(values["conv_len"]):
         parser.error(
-            f"--num_conv has {len(values['num_conv'])} items but --conv_len has "
-            f"{len(values['conv_len'])}; give one kernel width per convolution"
+            f"{described('num_conv')} has {len(values['num_conv'])} items but "
+            f"{described('conv_len')} has {len(values['conv_len'])}: give one kernel width per "
+            "convolution (pass both flags)"
         )
     if values["warmup_steps"] >= values["steps"]:
         parser.error(
-            f"--warmup_steps ({values['warmup_steps']}) must be less than --steps "
-            f"({values['steps']})"
+            f"{described('warmup_steps')} must be less than {described('steps')}: pass "
+            f"--warmup_steps below {values['steps']} (0 for none), or a larger --steps"
         )
     if not args.model_dir:
         parser.error("--model_dir is required (or set AIP_MODEL_DIR)")

@@ -19,7 +19,6 @@ network call. The endpoint then answers the same request body as the local serve
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -29,6 +28,7 @@ import sys
 from google.cloud import aiplatform_v1
 from google.protobuf import json_format
 
+from quickdraw import cli
 from trainer import serve
 
 PORT = 8080
@@ -196,17 +196,10 @@ def deploy(config: DeployConfig) -> int:
     return 0
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line on stderr and exit code 2, for argparse's own errors and ours alike."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m trainer.deploy",
         description="Deploy model_dir/export/ to a Vertex AI endpoint (serving image).",
-        allow_abbrev=False,
     )
     parser.add_argument("--project", required=True, help="GCP project id")
     parser.add_argument("--region", required=True, help="Vertex AI region, e.g. us-central1")

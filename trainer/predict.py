@@ -20,7 +20,6 @@ stderr says how far it got (files, drawings, rate); stdout holds only the JSON l
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import logging
 import os
@@ -33,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from quickdraw import cli  # noqa: E402
 from quickdraw import drawings as drawings_lib  # noqa: E402
 
 LINES_PER_CHUNK = 512
@@ -42,41 +42,15 @@ MAX_POINTS = 100000  # longer drawings are reported as bad lines (the pipeline's
 _NO_WORD = "\x00"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def make_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m trainer.predict",
         description="Classify ndjson drawings with model_dir/export/.",
-        allow_abbrev=False,
     )
     parser.add_argument("--model_dir", required=True, help="holds export/ (or is it)")
-    parser.add_argument("--top_k", type=_positive_int, default=3, help="classes per drawing")
+    parser.add_argument("--top_k", type=cli.positive_int, default=3, help="classes per drawing")
     parser.add_argument(
-        "--batch_size", type=_positive_int, default=64, help="drawings per model call"
+        "--batch_size", type=cli.positive_int, default=64, help="drawings per model call"
     )
     parser.add_argument(
         "--single_view",
@@ -86,7 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--progress_every",
-        type=_seconds,
+        type=cli.seconds,
         default=10.0,
         help="seconds between progress lines on stderr, 0 for none (%(default)s)",
     )
@@ -275,8 +249,9 @@ def main(argv=None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    import tensorflow as tf
+    from trainer import quiet_start
 
+    tf = quiet_start.import_tensorflow()
     from trainer import export
     from trainer.config import resolve_path
 

@@ -13,7 +13,6 @@ nothing from the internet. A figure whose input is missing is left out, and the 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import html
 import json
@@ -23,6 +22,8 @@ import sys
 
 # TensorFlow's C++ start-up chatter would drown the one line this command logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from quickdraw import cli  # noqa: E402
 
 REPORT_DIR = "report"
 PAGE = "index.html"
@@ -301,16 +302,10 @@ section { margin: 2em 0; } details { margin: 1em 0; }
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def make_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m trainer.report",
         description="Write MODEL_DIR/report/index.html: a training run's figures as a page.",
-        allow_abbrev=False,
     )
     parser.add_argument("--model_dir", required=True, help="a trained run's directory")
     parser.add_argument(

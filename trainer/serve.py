@@ -15,7 +15,6 @@ with one line and exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -25,7 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from pipeline.config import DEFAULT_MAX_POINTS  # noqa: E402
+from quickdraw import cli  # noqa: E402
+from quickdraw.cli import UsageError  # noqa: E402
+from quickdraw.drawings import DEFAULT_MAX_POINTS  # noqa: E402
 from trainer.serving import protocol  # noqa: E402
 
 SIGNATURES = ("single_view", "serving_default")
@@ -36,30 +37,10 @@ MAX_INSTANCES = 64
 MAX_BODY_BYTES = 1_500_000
 
 
-class UsageError(ValueError):
-    """A bad flag, variable or model folder: one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def make_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m trainer.serve",
         description="Serve model_dir/export/ over HTTP: Vertex AI's /predict, and a page.",
-        allow_abbrev=False,
     )
     parser.add_argument(
         "--model_dir",
@@ -75,7 +56,7 @@ def make_parser() -> argparse.ArgumentParser:
         "average over the model's --test_time_views views, several times slower",
     )
     parser.add_argument(
-        "--max_batch_size", type=_positive_int, default=64, help="drawings per model call"
+        "--max_batch_size", type=cli.positive_int, default=64, help="drawings per model call"
     )
     parser.add_argument(
         "--batch_wait_ms",
@@ -85,14 +66,14 @@ def make_parser() -> argparse.ArgumentParser:
         "(0: never wait)",
     )
     parser.add_argument(
-        "--max_instances", type=_positive_int, default=MAX_INSTANCES, help="per request"
+        "--max_instances", type=cli.positive_int, default=MAX_INSTANCES, help="per request"
     )
     parser.add_argument(
-        "--max_body_bytes", type=_positive_int, default=MAX_BODY_BYTES, help="per request"
+        "--max_body_bytes", type=cli.positive_int, default=MAX_BODY_BYTES, help="per request"
     )
     parser.add_argument(
         "--max_points",
-        type=_positive_int,
+        type=cli.positive_int,
         default=DEFAULT_MAX_POINTS,
         help="per drawing, as the pipeline's --max_points",
     )

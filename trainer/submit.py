@@ -21,7 +21,6 @@ Without it the job is created, its console link logged, and its state followed u
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import re
@@ -30,6 +29,8 @@ import time
 
 from google.cloud import aiplatform_v1
 from google.protobuf import json_format
+
+from quickdraw import cli
 
 # The metric the trainer reports through CLOUD_ML_HP_METRIC_FILE: the final top-1 accuracy on
 # the whole eval set. Hyperparameter tuning maximizes it. tests/test_dockerfile.py runs the
@@ -314,14 +315,8 @@ def follow(get_job, job):
     return job
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line on stderr and exit code 2, for argparse's own errors and ours alike."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="python -m trainer.submit",
         description="Submit the trainer to Vertex AI. Flags after `--` go to the trainer.",
     )

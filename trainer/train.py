@@ -10,7 +10,7 @@ A custom loop rather than `model.fit`: Keras 3's `fit` breaks under
   another model are refused, naming how they differ from the run's config.json.
   SIGTERM or Ctrl-C saves a checkpoint where the run is, then stops it; with several workers
   all stop at the same step when one of them got the signal (`trainer.checkpoints`).
-* Bad input fails with one line and exit status 2 (`InputError`): checked before the model
+* Bad input fails with one line and exit status 2 (`UsageError`): checked before the model
   is built where it can be (files, classes, the first record), else when a step meets it
   (`bad_records_reported`).
 * Only the chief writes outputs (export, metrics.json, TensorBoard logs); the other workers
@@ -38,10 +38,11 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw import schema
+from quickdraw.cli import UsageError
 from trainer import augment, checkpoints, data, evaluate, export, raster, report, summaries
 from trainer import model as model_lib
 from trainer import optimizer as optimizer_lib
-from trainer.config import Config, InputError
+from trainer.config import Config
 
 CHECKPOINTS_TO_KEEP = 3
 
@@ -78,7 +79,7 @@ def read_cluster() -> Cluster:
     if len(chiefs) + len(workers) <= 1:
         return Cluster(1, "chief", 0)
     if task_type not in ("chief", "worker"):
-        raise InputError(f"TF_CONFIG task type {task_type!r} is not supported (chief, worker)")
+        raise UsageError(f"TF_CONFIG task type {task_type!r} is not supported (chief, worker)")
     if task_type == "worker" and chiefs:
         task_index += 1  # the chief is worker 0 when there is one
     return Cluster(len(chiefs) + len(workers), task_type, task_index)
@@ -181,17 +182,17 @@ def averaged_weights(model, optimizer):
 
 @contextlib.contextmanager
 def bad_records_reported(config: Config, pattern: str, num_classes: int):
-    """Turns what bad records raise inside a step into an InputError that says what to do:
+    """Turns what bad records raise inside a step into an UsageError that says what to do:
     a damaged file (`DataLossError`), or a class_index with no line in the classes file
     (`data.checked_labels`)."""
     try:
         yield
     except tf.errors.DataLossError as error:
-        raise InputError(data.damaged_records(pattern, error)) from None
+        raise UsageError(data.damaged_records(pattern, error)) from None
     except tf.errors.InvalidArgumentError as error:
         if data.LABELS_BEYOND_CLASSES not in error.message:
             raise
-        raise InputError(
+        raise UsageError(
             f"the records hold a class_index of {num_classes} or more, beyond the classes of "
             f"--classes_file {config.classes_file} (indices 0 to {num_classes - 1}): give the "
             "classes file that was written with these records"
@@ -214,7 +215,7 @@ class WorkerLost(RuntimeError):
 def train_and_evaluate(config: Config) -> dict:
     """Trains (or resumes) to `config.steps`, evaluates, exports. Returns the final metrics.
 
-    Raises `InputError` for bad input, `checkpoints.Stopped` after a stop signal, and with
+    Raises `UsageError` for bad input, `checkpoints.Stopped` after a stop signal, and with
     several workers `WorkerLost` when another worker stopped."""
     cluster = read_cluster()
     strategy = make_strategy(cluster)  # first: a multi-worker strategy must precede other ops
@@ -256,13 +257,13 @@ def _worker_lost_message(reason: str, config: Config) -> str:
 def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | None) -> dict:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
-        raise InputError(f"--batch_size {config.batch_size} must divide among {replicas} replicas")
+        raise UsageError(f"--batch_size {config.batch_size} must divide among {replicas} replicas")
     try:
         classes = data.read_classes(config.classes_file)
         for pattern in (config.training_data, config.eval_data):
             data.check_records(pattern, log_aspect=config.aspect_ratio)
     except ValueError as error:
-        raise InputError(str(error)) from None
+        raise UsageError(str(error)) from None
     if cluster.is_chief:
         for flag, directory in (
             ("--model_dir", config.model_dir),
@@ -272,11 +273,11 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
             try:
                 data.check_bucket(directory)
             except ValueError as error:
-                raise InputError(f"cannot create {flag} {directory}: {error}") from None
+                raise UsageError(f"cannot create {flag} {directory}: {error}") from None
             try:
                 tf.io.gfile.makedirs(directory)
             except tf.errors.OpError as error:
-                raise InputError(
+                raise UsageError(
                     f"cannot create {flag} {directory}: {data.short_message(error)}"
                 ) from None
     augment_fn = load_augment_fn(config)
