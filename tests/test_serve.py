@@ -281,10 +281,6 @@ def test_a_bad_request_is_a_4xx_that_says_what_is_wrong(server, body, status, me
     assert good == 200 and len(answer["predictions"]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quickdraw.drawings.drawing_points does not check a raw stroke's times yet",
-)
 def test_raw_times_of_another_length_than_x_and_y_are_a_400(server):
     got, answer = predict(server.port, drawing_body([[[1.5, 2.5], [1.0, 2.0], [0, 1, 2]]]))
     assert got == 400 and "drawing" in answer["error"], answer
