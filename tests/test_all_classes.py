@@ -1,13 +1,19 @@
 """The whole local flow at the dataset's 345 classes (`make all CATEGORIES=`): pipeline,
-training, evaluation, export and predict, as a newcomer runs it (tests/all_classes.py)."""
+training, evaluation, export, the training report, predict, and the server with its page, as a
+newcomer runs them (tests/all_classes.py)."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
+from matplotlib import image as matplotlib_image
+from serving_fixtures import Server, predict, real_drawings
 
+from bench.browser import BrowserMissing, start_chromium
 from tests.all_classes import CLASSES, EVAL_PER_CLASS, TRAIN_PER_CLASS
+from tests.conftest import shared_quickdraw_or_skip
 
 
 def test_the_pipeline_writes_every_class(all_classes_run):
@@ -29,7 +35,8 @@ def test_evaluation_covers_every_class(all_classes_run):
     # Each class's eval drawings in its row, all of them counted once.
     assert confusion.sum(axis=1).tolist() == [EVAL_PER_CLASS] * CLASSES
     assert sorted(metrics["per_class_accuracy"]) == sorted(all_classes_run.classes)
-    assert 0 <= metrics["top1_accuracy"] <= metrics["top3_accuracy"] <= 1
+    assert metrics["top1_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert metrics["top3_accuracy"] >= metrics["top1_accuracy"]
 
 
 def test_the_export_serves_every_class(all_classes_run):
@@ -48,7 +55,10 @@ def test_predict_classifies_a_sample_of_every_class(all_classes_run):
         assert len(labels) == 3 and set(labels) <= set(all_classes_run.classes)
     summary = last["summary"]
     assert summary["drawings"] == 2 * CLASSES
-    assert 0 <= summary["top1"] <= summary["top3"] <= 1
+    firsts = [drawing["top_k"][0]["label"] == drawing["word"] for drawing in drawings]
+    thirds = [drawing["word"] in [g["label"] for g in drawing["top_k"]] for drawing in drawings]
+    assert summary["top1"] == pytest.approx(np.mean(firsts))
+    assert summary["top3"] == pytest.approx(np.mean(thirds))
     assert "a word the model does not know" not in all_classes_run.log
 
 
@@ -63,3 +73,55 @@ def test_tensorflow_starts_quietly_on_a_machine_without_a_gpu(all_classes_run):
         "oneDNN custom operations are on",
     ):
         assert noise not in log, noise
+
+
+def test_the_report_shows_every_class(all_classes_run):
+    """The report make train wrote, its confusion matrix drawn at a few pixels a class, so
+    that 345 classes stay readable when zoomed in."""
+    report_dir = all_classes_run.model_dir / "report"
+    page = (report_dir / "index.html").read_text()
+    for name in ("curves.png", "per_class.png", "confusion.png", "misclassified.png"):
+        assert f'src="{name}"' in page, name
+        assert (report_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    height, width, _ = matplotlib_image.imread(report_dir / "confusion.png").shape
+    assert min(height, width) >= 4 * CLASSES
+
+
+@pytest.fixture(scope="module")
+def server(all_classes_run, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with Server(["--model_dir", str(all_classes_run.model_dir)], log) as running:
+        yield running
+
+
+def test_the_server_ranks_every_class(all_classes_run, server):
+    status, answer = predict(server.port, {"instances": []})  # nothing to classify
+    assert status == 400, answer
+    drawing = real_drawings(shared_quickdraw_or_skip(), "raw", 1)[0]["drawing"]
+    body = {"instances": [{"drawing": drawing}], "parameters": {"top_k": CLASSES}}
+    status, answer = predict(server.port, body)
+    assert status == 200, answer
+    (ranked,) = answer["predictions"]
+    assert sorted(ranked["labels"]) == sorted(all_classes_run.classes)
+    assert ranked["probabilities"] == sorted(ranked["probabilities"], reverse=True)
+    assert sum(ranked["probabilities"]) == pytest.approx(1, abs=1e-4)
+    body["parameters"]["top_k"] = CLASSES + 1
+    status, answer = predict(server.port, body)
+    assert status == 400 and str(CLASSES) in answer["error"], answer
+
+
+def test_the_page_names_all_the_classes(all_classes_run, server, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        driver = start_chromium(tmp_path)
+    except BrowserMissing as missing:
+        pytest.skip(f"{missing}: browser test skipped")
+    try:
+        driver.get(server.url + "/")
+        line = WebDriverWait(driver, 30).until(
+            lambda driver: driver.find_element("css selector", '[data-testid="classes"]').text
+        )
+    finally:
+        driver.quit()
+    assert line == f"I know {CLASSES} things: {', '.join(all_classes_run.classes)}."

@@ -21,11 +21,11 @@ from tests.test_dockerfile import hadolint, parse_dockerfile
 DOCKERFILE = REPO / "Dockerfile.flex"
 LAUNCHER_BASE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
 IMAGE = "us-central1-docker.pkg.dev/my-project/quickdraw/pipeline-launcher:v1"
-# The pipeline's flags as the README documents them: a parameter lost on the way fails here.
+# The pipeline's flags as docs/pipeline.md documents them: a parameter lost on the way fails here.
 FLAGS = [
     "input", "output_dir", "categories", "categories_file", "split", "train_per_class",
     "eval_per_class", "eval_fraction", "num_shards", "seed", "recognized_only", "max_points",
-    "overwrite",
+    "ink_format", "overwrite", "progress_every", "log_level",
 ]  # fmt: skip
 
 

@@ -311,7 +311,8 @@ class _Buckets:
 
     The same batches as `tf.data.Dataset.bucket_by_sequence_length`, by tensor ops on
     thousands of drawings at a time: that one groups drawings one by one, in one thread,
-    at about 30,000 drawings/s, about what one GPU takes at this model (README, "GPU").
+    at about 30,000 drawings/s, about what one GPU takes at this model (docs/benchmarks.md,
+    "GPU").
     """
 
     def __init__(self, batch_size: int):

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from quickdraw import cli  # noqa: E402
+from quickdraw import cli, drawings  # noqa: E402
 from quickdraw.cli import UsageError  # noqa: E402
 from quickdraw.drawings import DEFAULT_MAX_POINTS  # noqa: E402
 from trainer.serving import protocol  # noqa: E402
@@ -172,8 +172,11 @@ def main(argv=None) -> None:
 
     from trainer.serving.app import build_app
 
-    # The first call builds TensorFlow's kernels: here, not in the first person's request.
+    # The first call builds TensorFlow's kernels, and the first raw drawing compiles the
+    # simplification's loops (or loads them from numba's cache): here, before /health answers,
+    # not in the first person's request.
     classifier.probabilities([np.array([[0, 0, 0], [1, 1, 1]], np.float32)], 1)
+    drawings.drawing_points([[[0.0, 3.5, 9.0], [0.0, 2.0, 4.5], [0.0, 16.0, 33.0]]], 100)
     app = build_app(classifier, settings)
     routes = ", ".join(settings.predict_routes + settings.health_routes)
     logging.info("serving on http://%s:%d/ (%s)", args.host, port, routes)
