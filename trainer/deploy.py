@@ -193,21 +193,7 @@ def build_parser() -> cli.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        config = DeployConfig(
-            project=args.project,
-            region=args.region,
-            image=args.image,
-            model_dir=args.model_dir,
-            endpoint=args.endpoint,
-            display_name=args.display_name,
-            machine_type=args.machine_type,
-            min_replicas=args.min_replicas,
-            max_replicas=args.max_replicas,
-            signature=args.signature,
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    config = vertex.config_from_flags(DeployConfig, args, parser)
     if args.dry_run:
         sys.stdout.write(dry_run_json(config) + "\n")
         return 0

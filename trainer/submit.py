@@ -333,26 +333,7 @@ def main(argv=None) -> int:
     own_args, trainer_args = argv[:split], argv[split + 1 :]
     parser = build_parser()
     args = parser.parse_args(own_args)
-    try:
-        config = SubmitConfig(
-            project=args.project,
-            region=args.region,
-            image=args.image,
-            output_dir=args.output_dir,
-            trainer_args=tuple(trainer_args),
-            machine_type=args.machine_type,
-            accelerator_type=args.accelerator_type,
-            accelerator_count=args.accelerator_count,
-            workers=args.workers,
-            service_account=args.service_account,
-            tensorboard=args.tensorboard,
-            display_name=args.display_name,
-            hyperparameter_tuning=args.hyperparameter_tuning,
-            max_trials=args.max_trials,
-            parallel_trials=args.parallel_trials,
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    config = vertex.config_from_flags(SubmitConfig, args, parser, trainer_args=tuple(trainer_args))
     if args.dry_run:
         sys.stdout.write(job_to_json(build_job(config)) + "\n")
         return 0
