@@ -168,11 +168,8 @@ def build_parser() -> cli.ArgumentParser:
         prog="python -m trainer.deploy",
         description="Deploy model_dir/export/ to a Vertex AI endpoint (serving image).",
     )
-    parser.add_argument("--project", required=True, help="GCP project id")
-    parser.add_argument("--region", required=True, help="Vertex AI region, e.g. us-central1")
-    parser.add_argument("--image", required=True, help="the serving container's image URI")
-    parser.add_argument(
-        "--model_dir", required=True, help="gs://BUCKET/path holding export/ (or the export)"
+    vertex.add_location_flags(
+        parser, "serving", "model_dir", "gs://BUCKET/path holding export/ (or the export)"
     )
     parser.add_argument(
         "--endpoint", default=DeployConfig.endpoint, help="endpoint display name (found or made)"

@@ -293,10 +293,7 @@ def build_parser() -> cli.ArgumentParser:
         prog="python -m trainer.submit",
         description="Submit the trainer to Vertex AI. Flags after `--` go to the trainer.",
     )
-    parser.add_argument("--project", required=True, help="GCP project id")
-    parser.add_argument("--region", required=True, help="Vertex AI region, e.g. us-central1")
-    parser.add_argument("--image", required=True, help="the training container's image URI")
-    parser.add_argument("--output_dir", required=True, help="gs://BUCKET/path for outputs")
+    vertex.add_location_flags(parser, "training", "output_dir", "gs://BUCKET/path for outputs")
     parser.add_argument("--machine_type", default=SubmitConfig.machine_type)
     parser.add_argument(
         "--accelerator_type",
