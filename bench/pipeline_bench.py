@@ -102,47 +102,53 @@ def run(
             f"input: {sizes['small']:,} and {sizes['large']:,} real drawings "
             f"({small_copies} and {large_copies} copies of {SHARED})"
         )
-        runs = {key: {"small": [], "large": []} for key in CASES}
-        for repeat in range(repeats):
-            for key, (name, _, command) in CASES.items():
-                for size in ("small", "large"):
-                    runs[key][size].append(
-                        measure.run(
-                            command
-                            + [
-                                "--input",
-                                str(temp / size / "*.ndjson"),
-                                "--output_dir",
-                                str(temp / f"out_{key}_{size}"),
-                            ]
-                        )
-                    )
-                small, large = runs[key]["small"][-1], runs[key]["large"][-1]
-                log(
-                    f"  run {repeat + 1}/{repeats} {name}: small {small.seconds:.1f} s "
-                    f"({small.cpu_seconds:.1f} s CPU), large {large.seconds:.1f} s "
-                    f"({large.cpu_seconds:.1f} s CPU)"
-                )
-    results = []
-    for key, (name, cores, _) in CASES.items():
-        small, large = runs[key]["small"], runs[key]["large"]
-        rate = measure.marginal_rate(
-            sizes["small"], sizes["large"], [m.seconds for m in small], [m.seconds for m in large]
-        )
-        cpu_rate = measure.marginal_rate(
-            sizes["small"],
-            sizes["large"],
-            [m.cpu_seconds for m in small],
-            [m.cpu_seconds for m in large],
-        )
-        peak = max(m.peak_rss_bytes for m in large)
-        results.append(CaseResult(name, rate, cores, peak, cpu_rate))
-        log(
-            f"  {name}: {rate:,.0f} drawings/s, {cpu_rate:,.0f} per CPU-second; large-run "
-            f"median {statistics.median(m.seconds for m in large):.1f} s, peak "
-            f"{peak / 2**20:,.0f} MiB"
-        )
+        commands = {name: command for name, _, command in CASES.values()}
+        inputs = {
+            name: {size: str(temp / size / "*.ndjson") for size in sizes} for name in commands
+        }
+        runs = _timed_runs(commands, inputs, temp, repeats, log)
+    results = [_result(name, cores, sizes, runs[name], log) for name, cores, _ in CASES.values()]
     return results
+
+
+def _timed_runs(commands: dict, inputs: dict, temp: Path, repeats: int, log) -> dict:
+    """Each command on its small and its large input (`inputs[name][size]`), in turn, `repeats`
+    times over: {name: {"small": [Measurement], "large": [...]}}."""
+    runs = {name: {"small": [], "large": []} for name in commands}
+    for repeat in range(repeats):
+        for index, (name, command) in enumerate(commands.items()):
+            for size in ("small", "large"):
+                output = str(temp / f"out_{index}_{size}")
+                flags = ["--input", inputs[name][size], "--output_dir", output]
+                runs[name][size].append(measure.run(command + flags))
+            small, large = runs[name]["small"][-1], runs[name]["large"][-1]
+            log(
+                f"  run {repeat + 1}/{repeats} {name}: small {small.seconds:.1f} s "
+                f"({small.cpu_seconds:.1f} s CPU), large {large.seconds:.1f} s "
+                f"({large.cpu_seconds:.1f} s CPU)"
+            )
+    return runs
+
+
+def _result(name: str, cores: int, sizes: dict, runs: dict, log) -> CaseResult:
+    """The marginal rates between the small and the large input, in wall and CPU seconds."""
+    small, large = runs["small"], runs["large"]
+    rate = measure.marginal_rate(
+        sizes["small"], sizes["large"], [m.seconds for m in small], [m.seconds for m in large]
+    )
+    cpu_rate = measure.marginal_rate(
+        sizes["small"],
+        sizes["large"],
+        [m.cpu_seconds for m in small],
+        [m.cpu_seconds for m in large],
+    )
+    peak = max(m.peak_rss_bytes for m in large)
+    log(
+        f"  {name}: {rate:,.0f} drawings/s, {cpu_rate:,.0f} per CPU-second; large-run "
+        f"median {statistics.median(m.seconds for m in large):.1f} s, peak "
+        f"{peak / 2**20:,.0f} MiB"
+    )
+    return CaseResult(name, rate, cores, peak, cpu_rate)
 
 
 def table(results: list[CaseResult]) -> str:
@@ -228,37 +234,14 @@ def run_raw(
             f"{large_copies} copies of the raw drawings of {RAW} that simplified/ also "
             "holds), raw and simplified"
         )
-        runs = {kind: {"small": [], "large": []} for kind in ("raw", "simplified")}
-        for repeat in range(repeats):
-            for kind in runs:
-                for size in ("small", "large"):
-                    pattern = str(temp / size / kind / "*.ndjson")
-                    output = str(temp / f"out_{kind}_{size}")
-                    runs[kind][size].append(
-                        measure.run(command + ["--input", pattern, "--output_dir", output])
-                    )
-                small, large = runs[kind]["small"][-1], runs[kind]["large"][-1]
-                log(
-                    f"  run {repeat + 1}/{repeats} {kind}: small {small.seconds:.1f} s "
-                    f"({small.cpu_seconds:.1f} s CPU), large {large.seconds:.1f} s "
-                    f"({large.cpu_seconds:.1f} s CPU)"
-                )
-    results = []
-    for kind, kind_runs in runs.items():
-        small, large = kind_runs["small"], kind_runs["large"]
-        rate = measure.marginal_rate(
-            sizes["small"], sizes["large"], [m.seconds for m in small], [m.seconds for m in large]
-        )
-        cpu_rate = measure.marginal_rate(
-            sizes["small"],
-            sizes["large"],
-            [m.cpu_seconds for m in small],
-            [m.cpu_seconds for m in large],
-        )
-        peak = max(m.peak_rss_bytes for m in large)
-        results.append(CaseResult(f"{kind} lines, 1 worker", rate, 1, peak, cpu_rate))
-        log(f"  {kind}: {rate:,.0f} drawings/s, {cpu_rate:,.0f} per CPU-second")
-    return results
+        names = {kind: f"{kind} lines, 1 worker" for kind in ("raw", "simplified")}
+        commands = {names[kind]: command for kind in names}
+        inputs = {
+            names[kind]: {size: str(temp / size / kind / "*.ndjson") for size in sizes}
+            for kind in names
+        }
+        runs = _timed_runs(commands, inputs, temp, repeats, log)
+    return [_result(name, 1, sizes, runs[name], log) for name in commands]
 
 
 def raw_table(results: list[CaseResult]) -> str:

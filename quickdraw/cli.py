@@ -127,21 +127,20 @@ def boolean(text: str) -> bool:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+    return _checked(text, int, lambda value: value >= 1, "a positive integer")
 
 
 def seconds(text: str) -> float:
     """A duration in seconds, >= 0 (0 turns off what it times)."""
+    return _checked(text, float, lambda value: value >= 0, "a number of seconds >= 0")
+
+
+def _checked(text: str, convert, accept, expected: str):
+    """`convert(text)` if it converts and `accept`s it, else the one-line error."""
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
     return value

@@ -43,3 +43,19 @@ def all_classes_run(tmp_path_factory):
     from tests import all_classes
 
     return all_classes.make_all(tmp_path_factory.mktemp("all_classes"))
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium (`bench.browser`), quit after the test; the test skips, saying why,
+    where Chromium or its driver is not installed."""
+    from bench.browser import BrowserMissing, start_chromium
+
+    try:
+        driver = start_chromium(tmp_path)
+    except BrowserMissing as missing:
+        pytest.skip(f"{missing}: browser test skipped")
+    try:
+        yield driver
+    finally:
+        driver.quit()

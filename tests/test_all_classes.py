@@ -11,7 +11,6 @@ import pytest
 from matplotlib import image as matplotlib_image
 from serving_fixtures import Server, predict, real_drawings
 
-from bench.browser import BrowserMissing, start_chromium
 from tests.all_classes import CLASSES, EVAL_PER_CLASS, TRAIN_PER_CLASS
 from tests.conftest import shared_quickdraw_or_skip
 
@@ -110,18 +109,11 @@ def test_the_server_ranks_every_class(all_classes_run, server):
     assert status == 400 and str(CLASSES) in answer["error"], answer
 
 
-def test_the_page_names_all_the_classes(all_classes_run, server, tmp_path):
+def test_the_page_names_all_the_classes(all_classes_run, server, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        driver = start_chromium(tmp_path)
-    except BrowserMissing as missing:
-        pytest.skip(f"{missing}: browser test skipped")
-    try:
-        driver.get(server.url + "/")
-        line = WebDriverWait(driver, 30).until(
-            lambda driver: driver.find_element("css selector", '[data-testid="classes"]').text
-        )
-    finally:
-        driver.quit()
+    browser.get(server.url + "/")
+    line = WebDriverWait(browser, 30).until(
+        lambda driver: driver.find_element("css selector", '[data-testid="classes"]').text
+    )
     assert line == f"I know {CLASSES} things: {', '.join(all_classes_run.classes)}."

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import tempfile
 import time
 from pathlib import Path
 
@@ -219,55 +218,22 @@ def test_report_command_refuses_a_data_dir_without_stats(tiny_run, tmp_path, cap
 
 # --- The page in a real browser ------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2400",
-)
 
-
-def headless_chromium():
-    """A Selenium driver of Debian's chromium, or skip the test saying what is missing."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).exists():
-            pytest.skip(f"{path} not found: apt-get install -y chromium chromium-driver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}")
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-def test_the_page_shows_every_figure_in_chromium(tiny_run, tmp_path):
+def test_the_page_shows_every_figure_in_chromium(tiny_run, browser, tmp_path):
     config, _, _ = tiny_run
-    driver = headless_chromium()
-    try:
-        driver.get((Path(config.model_dir) / "report" / "index.html").as_uri())
-        images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete,"
-            " i.naturalWidth, i.getBoundingClientRect().width]);"
-        )
-        addresses = driver.execute_script(
-            "return Array.from(document.querySelectorAll('[src], [href]'))"
-            ".map(element => element.src || element.href);"
-        )
-        heading = driver.find_element("tag name", "h1").text
-        screenshot = tmp_path / "report.png"
-        assert driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
+    browser.set_window_size(1280, 2400)
+    browser.get((Path(config.model_dir) / "report" / "index.html").as_uri())
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete,"
+        " i.naturalWidth, i.getBoundingClientRect().width]);"
+    )
+    addresses = browser.execute_script(
+        "return Array.from(document.querySelectorAll('[src], [href]'))"
+        ".map(element => element.src || element.href);"
+    )
+    heading = browser.find_element("tag name", "h1").text
+    screenshot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(screenshot))
     assert heading == "Training report"
     assert [source for source, *_ in images] == list(FIGURES)
     for source, complete, natural_width, shown_width in images:

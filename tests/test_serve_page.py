@@ -10,7 +10,7 @@ import json
 import pytest
 from serving_fixtures import Server, export_tiny_model, predict, real_drawings
 
-from bench.browser import BrowserMissing, draw_stroke, start_chromium, wait_for_guess
+from bench.browser import draw_stroke, wait_for_guess
 from tests.conftest import shared_quickdraw_or_skip
 
 # Simplified drawings (0..255) scaled onto the 400-pixel canvas.
@@ -44,16 +44,9 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-def page(server, tmp_path):
-    try:
-        driver = start_chromium(tmp_path)
-    except BrowserMissing as missing:
-        pytest.skip(f"{missing}: browser test skipped")
-    try:
-        driver.get(server.url + "/")
-        yield driver
-    finally:
-        driver.quit()
+def page(server, browser):
+    browser.get(server.url + "/")
+    return browser
 
 
 def canvas_strokes(drawing, left: float, top: float) -> list[list[tuple[int, int]]]:

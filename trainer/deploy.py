@@ -22,22 +22,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import sys
 
 from google.cloud import aiplatform_v1
-from google.protobuf import json_format
 
 from quickdraw import cli
-from trainer import serve
+from trainer import serve, vertex
 
 PORT = 8080
 PREDICT_ROUTE = "/predict"
 HEALTH_ROUTE = "/health"
-
-_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
-_GCS_PATH = re.compile(r"gs://[a-z0-9][a-z0-9._-]*[a-z0-9](/\S*)?")
-_DISPLAY_NAME_MAX = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,18 +50,9 @@ class DeployConfig:
     signature: str = "single_view"
 
     def __post_init__(self):
-        for flag in ("project", "region", "image", "machine_type", "endpoint", "display_name"):
-            if not getattr(self, flag).strip():
-                raise ValueError(f"--{flag} is missing or empty")
-        if not _REGION.fullmatch(self.region):
-            raise ValueError(f"--region {self.region!r} is not a Vertex AI region like us-central1")
-        if not _GCS_PATH.fullmatch(self.model_dir):
-            raise ValueError(
-                f"--model_dir must be a Cloud Storage folder gs://BUCKET/..., got "
-                f"{self.model_dir!r} (copy a local model there: gcloud storage cp -r model gs://...)"
-            )
-        if any(character.isspace() for character in self.image):
-            raise ValueError(f"--image {self.image!r} contains whitespace")
+        required = ("project", "region", "image", "machine_type", "endpoint", "display_name")
+        copy = " (copy a local model there: gcloud storage cp -r model gs://...)"
+        vertex.check_location(self, required, "model_dir", copy)
         if self.min_replicas < 1:
             raise ValueError(f"--min_replicas must be at least 1, got {self.min_replicas}")
         if self.max_replicas < self.min_replicas:
@@ -78,8 +63,7 @@ class DeployConfig:
         if self.signature not in serve.SIGNATURES:
             raise ValueError(f"--signature must be one of {', '.join(serve.SIGNATURES)}")
         for flag in ("endpoint", "display_name"):
-            if len(getattr(self, flag)) > _DISPLAY_NAME_MAX:
-                raise ValueError(f"--{flag} is longer than {_DISPLAY_NAME_MAX} characters")
+            vertex.check_display_name(flag, getattr(self, flag))
 
     @property
     def artifact_uri(self) -> str:
@@ -122,17 +106,12 @@ def build_deployed_model(config: DeployConfig, model_name: str = "") -> aiplatfo
     )
 
 
-def to_dict(message) -> dict:
-    """The REST API's JSON of a message: camelCase field names, enum names."""
-    return json_format.MessageToDict(type(message).pb(message))
-
-
 def dry_run_json(config: DeployConfig) -> str:
     return json.dumps(
         {
-            "model": to_dict(build_model(config)),
-            "endpoint": to_dict(build_endpoint(config)),
-            "deployedModel": to_dict(build_deployed_model(config)),
+            "model": vertex.to_dict(build_model(config)),
+            "endpoint": vertex.to_dict(build_endpoint(config)),
+            "deployedModel": vertex.to_dict(build_deployed_model(config)),
         },
         indent=2,
     )
@@ -152,12 +131,10 @@ def find_or_create_endpoint(client, parent: str, config: DeployConfig) -> str:
 
 def deploy(config: DeployConfig) -> int:
     """Uploads the model, finds or creates the endpoint, deploys; returns the exit code."""
-    import google.auth.exceptions
-    from google.api_core import exceptions as api_exceptions
 
-    parent = f"projects/{config.project}/locations/{config.region}"
-    options = {"api_endpoint": f"{config.region}-aiplatform.googleapis.com"}
-    try:
+    def upload_and_deploy() -> int:
+        options = vertex.client_options(config.region)
+        parent = vertex.parent(config.project, config.region)
         models = aiplatform_v1.ModelServiceClient(client_options=options)
         endpoints = aiplatform_v1.EndpointServiceClient(client_options=options)
         logging.info("Uploading %s from %s", config.display_name, config.artifact_uri)
@@ -172,28 +149,18 @@ def deploy(config: DeployConfig) -> int:
             traffic_split={"0": 100},  # "0": the model this request deploys
         )
         deployed = deployment.result().deployed_model
-    except google.auth.exceptions.DefaultCredentialsError:
-        logging.error("no Google Cloud credentials: run `gcloud auth application-default login`")
-        return 1
-    except google.auth.exceptions.GoogleAuthError as error:
-        logging.error(
-            "authentication failed (%s): run `gcloud auth application-default login`", error
+        logging.info("Deployed model %s to %s", deployed.id, endpoint_name)
+        logging.info(
+            'Ask it: curl -X POST -H "Authorization: Bearer $(gcloud auth print-access-token)" '
+            '-H "Content-Type: application/json" '
+            "https://%s-aiplatform.googleapis.com/v1/%s:predict -d @request.json  (endpoint %s)",
+            config.region,
+            endpoint_name,
+            endpoint_name.rsplit("/", 1)[-1],
         )
-        return 1
-    except api_exceptions.GoogleAPIError as error:
-        logging.error("Vertex AI: %s", str(error).replace("\n", " "))
-        return 1
-    endpoint_id = endpoint_name.rsplit("/", 1)[-1]
-    logging.info("Deployed model %s to %s", deployed.id, endpoint_name)
-    logging.info(
-        'Ask it: curl -X POST -H "Authorization: Bearer $(gcloud auth print-access-token)" '
-        '-H "Content-Type: application/json" '
-        "https://%s-aiplatform.googleapis.com/v1/%s:predict -d @request.json  (endpoint %s)",
-        config.region,
-        endpoint_name,
-        endpoint_id,
-    )
-    return 0
+        return 0
+
+    return vertex.reported(upload_and_deploy)
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -201,11 +168,8 @@ def build_parser() -> cli.ArgumentParser:
         prog="python -m trainer.deploy",
         description="Deploy model_dir/export/ to a Vertex AI endpoint (serving image).",
     )
-    parser.add_argument("--project", required=True, help="GCP project id")
-    parser.add_argument("--region", required=True, help="Vertex AI region, e.g. us-central1")
-    parser.add_argument("--image", required=True, help="the serving container's image URI")
-    parser.add_argument(
-        "--model_dir", required=True, help="gs://BUCKET/path holding export/ (or the export)"
+    vertex.add_location_flags(
+        parser, "serving", "model_dir", "gs://BUCKET/path holding export/ (or the export)"
     )
     parser.add_argument(
         "--endpoint", default=DeployConfig.endpoint, help="endpoint display name (found or made)"
@@ -226,21 +190,7 @@ def build_parser() -> cli.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        config = DeployConfig(
-            project=args.project,
-            region=args.region,
-            image=args.image,
-            model_dir=args.model_dir,
-            endpoint=args.endpoint,
-            display_name=args.display_name,
-            machine_type=args.machine_type,
-            min_replicas=args.min_replicas,
-            max_replicas=args.max_replicas,
-            signature=args.signature,
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    config = vertex.config_from_flags(DeployConfig, args, parser)
     if args.dry_run:
         sys.stdout.write(dry_run_json(config) + "\n")
         return 0

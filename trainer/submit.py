@@ -22,15 +22,16 @@ Without it the job is created, its console link logged, and its state followed u
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import sys
 import time
 
 from google.cloud import aiplatform_v1
-from google.protobuf import json_format
 
 from quickdraw import cli
+from trainer import vertex
 
 # The metric the trainer reports through CLOUD_ML_HP_METRIC_FILE: the final top-1 accuracy on
 # the whole eval set. Hyperparameter tuning maximizes it. tests/test_dockerfile.py runs the
@@ -69,10 +70,7 @@ FINAL_STATES = frozenset(
     }
 )
 
-_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
-_GCS_PATH = re.compile(r"gs://[a-z0-9][a-z0-9._-]*[a-z0-9](/\S*)?")
 _TENSORBOARD = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/tensorboards/[^/\s]+")
-_DISPLAY_NAME_MAX = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,18 +94,7 @@ class SubmitConfig:
     parallel_trials: int = 3
 
     def __post_init__(self):
-        for flag in ("project", "region", "image", "machine_type"):
-            if not getattr(self, flag).strip():
-                raise ValueError(f"--{flag} is missing or empty")
-        if not _REGION.fullmatch(self.region):
-            raise ValueError(f"--region {self.region!r} is not a Vertex AI region like us-central1")
-        if not _GCS_PATH.fullmatch(self.output_dir):
-            raise ValueError(
-                f"--output_dir must be a Cloud Storage path gs://BUCKET/..., "
-                f"got {self.output_dir!r}"
-            )
-        if any(character.isspace() for character in self.image):
-            raise ValueError(f"--image {self.image!r} contains whitespace")
+        vertex.check_location(self, ("project", "region", "image", "machine_type"), "output_dir")
         if self.accelerator_type not in ACCELERATOR_TYPES:
             raise ValueError(
                 f"unknown --accelerator_type {self.accelerator_type!r}; "
@@ -124,8 +111,7 @@ class SubmitConfig:
             )
         if self.tensorboard and not self.service_account:
             raise ValueError("--tensorboard needs --service_account (Vertex AI requires one)")
-        if len(self.job_display_name) > _DISPLAY_NAME_MAX:
-            raise ValueError(f"--display_name is longer than {_DISPLAY_NAME_MAX} characters")
+        vertex.check_display_name("display_name", self.job_display_name)
         if self.hyperparameter_tuning:
             if self.max_trials < 1:
                 raise ValueError(f"--max_trials must be >= 1, got {self.max_trials}")
@@ -240,8 +226,8 @@ def build_job(config: SubmitConfig):
 
 
 def job_to_json(job) -> str:
-    """The REST API's JSON: camelCase field names, enum names, no fields left at defaults."""
-    return json_format.MessageToJson(type(job).pb(job), indent=2)
+    """The job as the body of the REST API's create request."""
+    return json.dumps(vertex.to_dict(job), indent=2)
 
 
 def console_url(job_name: str) -> str:
@@ -258,14 +244,10 @@ def console_url(job_name: str) -> str:
 
 def submit(config: SubmitConfig, wait: bool = True) -> int:
     """Creates the job; with `wait`, follows it until it ends. Returns the exit code."""
-    import google.auth.exceptions
-    from google.api_core import exceptions as api_exceptions
 
-    parent = f"projects/{config.project}/locations/{config.region}"
-    try:
-        client = aiplatform_v1.JobServiceClient(
-            client_options={"api_endpoint": f"{config.region}-aiplatform.googleapis.com"}
-        )
+    def create_and_follow() -> int:
+        client = aiplatform_v1.JobServiceClient(client_options=vertex.client_options(config.region))
+        parent = vertex.parent(config.project, config.region)
         if config.hyperparameter_tuning:
             job = client.create_hyperparameter_tuning_job(
                 parent=parent, hyperparameter_tuning_job=build_hyperparameter_tuning_job(config)
@@ -283,23 +265,14 @@ def submit(config: SubmitConfig, wait: bool = True) -> int:
         except KeyboardInterrupt:
             logging.info("Stopped following; the job keeps running: %s", console_url(job.name))
             return 130
-    except google.auth.exceptions.DefaultCredentialsError:
-        logging.error("no Google Cloud credentials: run `gcloud auth application-default login`")
-        return 1
-    except google.auth.exceptions.GoogleAuthError as error:
-        logging.error(
-            "authentication failed (%s): run `gcloud auth application-default login`", error
-        )
-        return 1
-    except api_exceptions.GoogleAPIError as error:
-        logging.error("Vertex AI: %s", str(error).replace("\n", " "))
-        return 1
-    if job.state != JobState.JOB_STATE_SUCCEEDED:
-        message = job.error.message or "no error message"
-        logging.error("%s ended %s: %s", job.name, job.state.name, message)
-        return 1
-    logging.info("%s succeeded", job.name)
-    return 0
+        if job.state != JobState.JOB_STATE_SUCCEEDED:
+            message = job.error.message or "no error message"
+            logging.error("%s ended %s: %s", job.name, job.state.name, message)
+            return 1
+        logging.info("%s succeeded", job.name)
+        return 0
+
+    return vertex.reported(create_and_follow)
 
 
 def follow(get_job, job):
@@ -320,10 +293,7 @@ def build_parser() -> cli.ArgumentParser:
         prog="python -m trainer.submit",
         description="Submit the trainer to Vertex AI. Flags after `--` go to the trainer.",
     )
-    parser.add_argument("--project", required=True, help="GCP project id")
-    parser.add_argument("--region", required=True, help="Vertex AI region, e.g. us-central1")
-    parser.add_argument("--image", required=True, help="the training container's image URI")
-    parser.add_argument("--output_dir", required=True, help="gs://BUCKET/path for outputs")
+    vertex.add_location_flags(parser, "training", "output_dir", "gs://BUCKET/path for outputs")
     parser.add_argument("--machine_type", default=SubmitConfig.machine_type)
     parser.add_argument(
         "--accelerator_type",
@@ -360,26 +330,7 @@ def main(argv=None) -> int:
     own_args, trainer_args = argv[:split], argv[split + 1 :]
     parser = build_parser()
     args = parser.parse_args(own_args)
-    try:
-        config = SubmitConfig(
-            project=args.project,
-            region=args.region,
-            image=args.image,
-            output_dir=args.output_dir,
-            trainer_args=tuple(trainer_args),
-            machine_type=args.machine_type,
-            accelerator_type=args.accelerator_type,
-            accelerator_count=args.accelerator_count,
-            workers=args.workers,
-            service_account=args.service_account,
-            tensorboard=args.tensorboard,
-            display_name=args.display_name,
-            hyperparameter_tuning=args.hyperparameter_tuning,
-            max_trials=args.max_trials,
-            parallel_trials=args.parallel_trials,
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    config = vertex.config_from_flags(SubmitConfig, args, parser, trainer_args=tuple(trainer_args))
     if args.dry_run:
         sys.stdout.write(job_to_json(build_job(config)) + "\n")
         return 0
