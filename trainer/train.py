@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from quickdraw import schema
 from quickdraw.cli import UsageError
-from trainer import augment, checkpoints, data, evaluate, export, raster, report, summaries
+from trainer import augment, checkpoints, checks, data, evaluate, export, raster, report, summaries
 from trainer import model as model_lib
 from trainer import optimizer as optimizer_lib
 from trainer.config import Config
@@ -123,7 +123,7 @@ def make_train_steps(strategy, model, optimizer, config: Config, num_classes: in
         branch_labels = [labels]
         if config.raster:
             branch_labels.append(features.pop(schema.IMAGE_LABELS))
-        branch_labels = [data.checked_labels(each, num_classes) for each in branch_labels]
+        branch_labels = [checks.checked_labels(each, num_classes) for each in branch_labels]
         with tf.GradientTape() as tape:
             # Each branch learns on its own loss; their sum is the step's loss.
             logits = tf.nest.flatten(branches(features, training=True))
@@ -178,25 +178,6 @@ def averaged_weights(model, optimizer):
     finally:
         for variable, value in zip(model.trainable_variables, saved):
             variable.assign(value)
-
-
-@contextlib.contextmanager
-def bad_records_reported(config: Config, pattern: str, num_classes: int):
-    """Turns what bad records raise inside a step into an UsageError that says what to do:
-    a damaged file (`DataLossError`), or a class_index with no line in the classes file
-    (`data.checked_labels`)."""
-    try:
-        yield
-    except tf.errors.DataLossError as error:
-        raise UsageError(data.damaged_records(pattern, error)) from None
-    except tf.errors.InvalidArgumentError as error:
-        if data.LABELS_BEYOND_CLASSES not in error.message:
-            raise
-        raise UsageError(
-            f"the records hold a class_index of {num_classes} or more, beyond the classes of "
-            f"--classes_file {config.classes_file} (indices 0 to {num_classes - 1}): give the "
-            "classes file that was written with these records"
-        ) from None
 
 
 def weights_checksum(model) -> str:
@@ -258,28 +239,9 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UsageError(f"--batch_size {config.batch_size} must divide among {replicas} replicas")
-    try:
-        classes = data.read_classes(config.classes_file)
-        for pattern in (config.training_data, config.eval_data):
-            data.check_records(pattern, log_aspect=config.aspect_ratio)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    classes = checks.read_inputs(config)
     if cluster.is_chief:
-        for flag, directory in (
-            ("--model_dir", config.model_dir),
-            ("the checkpoint directory", config.checkpoint_dir),
-            ("the log directory", config.log_dir),
-        ):
-            try:
-                data.check_bucket(directory)
-            except ValueError as error:
-                raise UsageError(f"cannot create {flag} {directory}: {error}") from None
-            try:
-                tf.io.gfile.makedirs(directory)
-            except tf.errors.OpError as error:
-                raise UsageError(
-                    f"cannot create {flag} {directory}: {data.short_message(error)}"
-                ) from None
+        checks.make_output_dirs(config)
     augment_fn = load_augment_fn(config)
     logging.info(
         "%d classes; %d worker(s), %d replica(s); %s",
@@ -323,7 +285,7 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
         started = time.monotonic()
         with (
             averaged_weights(model, optimizer),
-            bad_records_reported(config, config.eval_data, len(classes)),
+            checks.bad_records_reported(config, config.eval_data, len(classes)),
         ):
             counts = evaluate.count(
                 step_fn,
@@ -355,7 +317,7 @@ def _train_and_evaluate(config: Config, cluster, strategy, scratch_dir: str | No
     if step < config.steps:
         train_steps = make_train_steps(strategy, model, optimizer, config, len(classes))
         with (
-            bad_records_reported(config, config.training_data, len(classes)),
+            checks.bad_records_reported(config, config.training_data, len(classes)),
             checkpoints.StopRequest.on_signals(cluster.num_workers) as stop_request,
         ):
             _train_loop(
