@@ -66,11 +66,11 @@ def _measure(folder: Path, repeats: int, steps: int, warmup: int) -> dict:
     import tensorflow as tf
 
     from bench import training_speed
+    from trainer import checks, data, train
     from trainer import config as config_lib
-    from trainer import data, train
 
     pattern = str(folder / "training.tfrecord-*")
-    classes = data.read_classes(str(folder / "training.tfrecord.classes"))
+    classes = checks.read_classes(str(folder / "training.tfrecord.classes"))
     required = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
     results = {"gpu": gpu_name(), "tensorflow": tf.__version__}
     build = tf.sysconfig.get_build_info()

@@ -56,11 +56,11 @@ def _write_records(folder: Path) -> None:
 def _measure(folder: Path, repeats: int) -> dict:
     # TensorFlow is imported here, so that `python -m bench --only pipeline` never loads it.
     from bench import training_speed
+    from trainer import checks, data, export, model
     from trainer import config as config_lib
-    from trainer import data, export, model
 
     pattern = str(folder / "training.tfrecord-*")
-    classes = data.read_classes(str(folder / "training.tfrecord.classes"))
+    classes = checks.read_classes(str(folder / "training.tfrecord.classes"))
     results = {}
     for batch_size in BATCH_SIZES:
         config = config_lib.parse_flags(

@@ -10,7 +10,7 @@ import time
 import tensorflow as tf
 
 from quickdraw import schema
-from trainer import data, train
+from trainer import data, train_step
 from trainer import model as model_lib
 from trainer import optimizer as optimizer_lib
 from trainer.config import Config
@@ -57,7 +57,7 @@ def fresh_train_steps(config: Config, num_classes: int):
     model = model_lib.build_model(config, num_classes)
     optimizer = optimizer_lib.make_optimizer(config)
     optimizer.build(model.trainable_variables)
-    return train.make_train_steps(strategy, model, optimizer, config, num_classes)
+    return train_step.make_train_steps(strategy, model, optimizer, config, num_classes)
 
 
 def examples_per_second(

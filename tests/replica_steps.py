@@ -24,7 +24,7 @@ from trainer import config as config_lib  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 from trainer import optimizer as optimizer_lib  # noqa: E402
 from trainer import raster as raster_lib  # noqa: E402
-from trainer import train  # noqa: E402
+from trainer import train_step  # noqa: E402
 
 NUM_CLASSES = 4
 BATCHES = 3
@@ -61,7 +61,7 @@ def run(strategy, config, batches) -> dict:
         model = model_lib.build_model(config, NUM_CLASSES)
         optimizer = optimizer_lib.make_optimizer(config)
         optimizer.build(model.trainable_variables)
-    train_steps = train.make_train_steps(strategy, model, optimizer, config, NUM_CLASSES)
+    train_steps = train_step.make_train_steps(strategy, model, optimizer, config, NUM_CLASSES)
     # Each replica steps on its half of every batch.
     iterator = iter(strategy.experimental_distribute_dataset(batches))
     loss = float(train_steps(iterator, tf.constant(BATCHES)))

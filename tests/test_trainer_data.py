@@ -12,7 +12,7 @@ from trainer_fixtures import CATEGORIES, read_drawings, write_tfrecords
 from bench import training_speed
 from quickdraw import ink as ink_math
 from quickdraw import schema
-from trainer import augment, data, raster
+from trainer import augment, checks, data, raster
 
 TRAIN, EVAL = 24, 8
 
@@ -136,13 +136,13 @@ def test_reads_the_tutorials_own_records(tmp_path):
     np.testing.assert_array_equal(read[0], inks[0])
     np.testing.assert_array_equal(read[1], inks[1])
     (tmp_path / "training.tfrecord-00000-of-00000").write_bytes(b"")  # empty shards first
-    data.check_records(f"{tmp_path}/training.tfrecord-*", log_aspect=False)
+    checks.check_records(f"{tmp_path}/training.tfrecord-*", log_aspect=False)
     with pytest.raises(ValueError, match="have none.*python -m pipeline.*--aspect_ratio=false"):
-        data.check_records(f"{tmp_path}/training.tfrecord-*", log_aspect=True)
+        checks.check_records(f"{tmp_path}/training.tfrecord-*", log_aspect=True)
 
 
 def test_log_aspect_rides_with_its_drawing(records):
-    data.check_records(f"{records}/eval.tfrecord-*", log_aspect=True)  # the pipeline's have it
+    checks.check_records(f"{records}/eval.tfrecord-*", log_aspect=True)  # the pipeline's have it
     expected = {}
     for class_index, category in enumerate(sorted(CATEGORIES)):
         batch = read_drawings(category, TRAIN + EVAL)
@@ -245,7 +245,7 @@ def test_no_files_is_a_clear_error(tmp_path):
     for shard in range(2):
         (tmp_path / f"eval.tfrecord-0000{shard}-of-00002").write_bytes(b"")
     with pytest.raises(ValueError, match=r"the 2 file\(s\) matching .* hold no records"):
-        data.check_records(f"{tmp_path}/eval.tfrecord-*", log_aspect=False)
+        checks.check_records(f"{tmp_path}/eval.tfrecord-*", log_aspect=False)
     other = tf.train.Example(
         features=tf.train.Features(
             feature={"label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
@@ -258,7 +258,7 @@ def test_no_files_is_a_clear_error(tmp_path):
         with tf.io.TFRecordWriter(str(tmp_path / f"{name}.tfrecord-00000-of-00001")) as writer:
             writer.write(record)
         with pytest.raises(ValueError) as raised:
-            data.check_records(f"{tmp_path}/{name}.tfrecord-*", log_aspect=False)
+            checks.check_records(f"{tmp_path}/{name}.tfrecord-*", log_aspect=False)
         assert str(raised.value).startswith(
             f"the first record of '{tmp_path}/{name}.tfrecord-*' is not a drawing as "
             f"`python -m pipeline` writes it ({reason}"
@@ -268,7 +268,7 @@ def test_no_files_is_a_clear_error(tmp_path):
     with pytest.raises(
         ValueError, match=r"'.*/cut.tfrecord-\*' is damaged \(truncated record at 0\)"
     ):
-        data.check_records(f"{tmp_path}/cut.tfrecord-*", log_aspect=False)
+        checks.check_records(f"{tmp_path}/cut.tfrecord-*", log_aspect=False)
     (tmp_path / "classes").write_text("a\nb\na\n")
     with pytest.raises(ValueError, match="lists a class twice"):
-        data.read_classes(str(tmp_path / "classes"))
+        checks.read_classes(str(tmp_path / "classes"))

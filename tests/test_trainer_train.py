@@ -25,7 +25,7 @@ from trainer_fixtures import (
 from quickdraw import ink as ink_math
 from quickdraw import schema
 from trainer import config as config_lib
-from trainer import export, train
+from trainer import export, train, train_step
 from trainer import model as model_lib
 from trainer import optimizer as optimizer_lib
 
@@ -123,7 +123,7 @@ def test_averaged_weights_holds_the_moving_average_inside_the_block():
         seen.append([variable.numpy() for variable in model.trainable_variables])
     # Keras starts the average at the first step's weights.
     expected = [0.5 * first + 0.5 * second for first, second in zip(*seen)]
-    with train.averaged_weights(model, optimizer):
+    with optimizer_lib.averaged_weights(model, optimizer):
         for variable, value in zip(model.trainable_variables, expected):
             np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6)
     for variable, value in zip(model.trainable_variables, seen[-1]):
@@ -131,9 +131,35 @@ def test_averaged_weights_holds_the_moving_average_inside_the_block():
 
     plain = keras.optimizers.Adam(0.1)
     plain.build(model.trainable_variables)
-    with train.averaged_weights(model, plain):
+    with optimizer_lib.averaged_weights(model, plain):
         for variable, value in zip(model.trainable_variables, seen[-1]):
             np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_the_loop_comes_back_at_each_event_and_at_the_end():
+    flags = ["--training_data=x", "--eval_data=x", "--classes_file=x", "--model_dir=x"]
+    flags += ["--steps=95", "--log_every=10", "--checkpoint_every=25"]
+
+    def stops(eval_every):
+        config = config_lib.parse_flags(flags + [f"--eval_every={eval_every}"])
+        step, seen = 0, []
+        while step < config.steps:
+            step = train.next_stop(step, config)
+            seen.append(step)
+        return seen
+
+    assert stops(0) == [10, 20, 25, 30, 40, 50, 60, 70, 75, 80, 90, 95]
+    assert stops(35) == [10, 20, 25, 30, 35, 40, 50, 60, 70, 75, 80, 90, 95]
+
+
+def test_the_speed_for_the_time_left_leaves_out_the_first_call():
+    speed = train.Speed()
+    speed.add(10, 20.0)  # the first call traces the steps: slow
+    assert speed.last == speed.steady == 0.5
+    speed.add(10, 2.0)
+    speed.add(30, 3.0)
+    assert speed.last == 10.0
+    assert speed.steady == 40 / 5.0
 
 
 HERMETIC_CLIENT = """
@@ -217,7 +243,7 @@ def test_each_branch_learns_on_its_own_loss():
     # Each branch against its own batch's labels.
     both = cross_entropy(recurrent) + cross_entropy(image_logits, labels[order])
     combined = cross_entropy(model(features, training=True))
-    train_steps = train.make_train_steps(
+    train_steps = train_step.make_train_steps(
         tf.distribute.get_strategy(), model, optimizer, config, len(CATEGORIES)
     )
     step_features = {**features, **images, schema.IMAGE_LABELS: labels[order]}

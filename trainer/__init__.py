@@ -4,6 +4,7 @@
 Modules, in the order a reader meets them:
 
   config      flags -> one frozen Config (`python -m trainer --help`)
+  checks      bad input as one line that says what to do: files, classes, records
   data        tf.data from TFRecord globs, bucketed by length
   augment     random distortions of training batches
   tf_ink      the core's ink math (`quickdraw.ink`) in TensorFlow, on padded batches
@@ -12,9 +13,12 @@ Modules, in the order a reader meets them:
   model       build_model(config, num_classes) -> keras.Model, wired once for training and
               serving
   views       test-time views, averaged in evaluation and serving
-  optimizer   Adam on a warmup schedule
+  optimizer   Adam on a warmup schedule, and the moving average of the weights
   replicas    sums across replicas and workers
-  train       distribution strategy, training loop, checkpoints (`train_and_evaluate`)
+  cluster     this process's place in TF_CONFIG, the distribution strategy, lost workers
+  train_step  the training step: each branch's loss, clipped gradients, one update
+  checkpoints restoring only the model they were written for; stopping at a signal
+  train       the run top to bottom: set up, train, finish (`train_and_evaluate`)
   evaluate    loss, top-1/top-3, per-class accuracy, confusion matrix -> metrics.json
   summaries   TensorBoard scalars and images (the confusion matrix at each evaluation)
   report      `python -m trainer.report`: MODEL_DIR/report/index.html, the run as a page

@@ -30,14 +30,14 @@ def main(argv=None) -> int:
     from trainer import quiet_start
 
     quiet_start.import_tensorflow()
-    from trainer import checkpoints, train
+    from trainer import checkpoints, cluster, train
 
     try:
         train.train_and_evaluate(config)
     except cli.UsageError as error:
         print(f"python -m trainer: error: {error}", file=sys.stderr)
         return 2
-    except train.WorkerLost as error:
+    except cluster.WorkerLost as error:
         print(f"python -m trainer: error: {error}", file=sys.stderr)
         return 1
     except checkpoints.Stopped as stopped:

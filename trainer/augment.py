@@ -176,11 +176,11 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
     batch_size, time = tf.shape(ink)[0], tf.shape(ink)[1]
 
     end_of_stroke = ink[..., 2:]  # (batch, time, 1)
-    points, row_mask, point_mask = _points(ink, lengths)
+    points, row_mask, point_mask = tf_ink.points_from_deltas(ink, lengths)
     original_lower, original_upper = tf_ink.bounds(points, point_mask)  # (batch, 2) each
     is_line = tf.reduce_any(original_upper - original_lower < _DEGENERATE_RANGE, axis=1)
 
-    stroke_of_point = _stroke_of_point(end_of_stroke)
+    stroke_of_point = tf_ink.stroke_of_point(end_of_stroke)
     if config.stroke_reversal:
         # A drawing has at most time + 1 strokes: one draw per point slot is enough.
         reversed_strokes = randomness.probability([batch_size, time + 1]) < config.stroke_reversal
@@ -206,7 +206,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
         split = inner & ~ends & (draws < config.stroke_split)
         join = inner & ends & (draws < config.stroke_join)
         end_of_stroke = tf.cast((ends | split) & ~join, tf.float32)[..., None] * row_mask
-        stroke_of_point = _stroke_of_point(end_of_stroke)
+        stroke_of_point = tf_ink.stroke_of_point(end_of_stroke)
     stroke_offsets = randomness.normal([batch_size, time + 1, 2], config.stroke_jitter)
     points += tf.gather(stroke_offsets, stroke_of_point, batch_dims=1)
     points += randomness.normal([batch_size, time + 1, 2], config.point_jitter)
@@ -220,7 +220,7 @@ def augment_batch(ink, lengths, seed_or_generator, config: AugmentConfig = Augme
     cosines, sines = tf.cos(angles)[:, None], tf.sin(angles)[:, None]
     points = tf.stack([cosines * x - sines * y, sines * x + cosines * y], axis=-1)
 
-    distorted = _normalized_deltas(points, row_mask, point_mask)
+    distorted = tf_ink.normalized_deltas(points, row_mask, point_mask)
     deltas = tf.where(is_line[:, None, None], ink[..., :2] * row_mask, distorted)
     return tf.concat([deltas, end_of_stroke], axis=-1)
 
@@ -264,8 +264,8 @@ def truncate_batch(
     kept = tf.clip_by_value(kept, tf.minimum(lengths, fewest_rows), lengths)
     new_lengths = tf.where(picked, kept, lengths)
 
-    points, row_mask, point_mask = _points(ink, new_lengths)
-    deltas = _normalized_deltas(points, row_mask, point_mask)
+    points, row_mask, point_mask = tf_ink.points_from_deltas(ink, new_lengths)
+    deltas = tf_ink.normalized_deltas(points, row_mask, point_mask)
     last_row = tf.one_hot(new_lengths - 1, time)[..., None]
     end_of_stroke = tf.maximum(ink[..., 2:] * row_mask, last_row)
     cut = tf.concat([deltas, end_of_stroke], axis=-1)
@@ -321,40 +321,6 @@ def _checked(ink, lengths, seed_or_generator):
     if ink.shape.rank != 3 or ink.shape[-1] != 3:
         raise ValueError(f"ink must have shape (batch, time, 3), got {ink.shape}")
     return ink, tf.cast(lengths, tf.int32), _Randomness(seed_or_generator)
-
-
-def _stroke_of_point(end_of_stroke):
-    """(batch, time + 1) int32, the stroke of each point, from (batch, time, 1)
-    end_of_stroke. Point k > 0 belongs to the stroke numbered by the strokes ended before
-    row k - 1; point 0 starts stroke 0, like point 1 (its own end_of_stroke is not in the
-    ink)."""
-    stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
-    return tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
-
-
-def _points(ink, lengths):
-    """Each drawing's points, recovered from its first `lengths` rows of deltas.
-
-    Returns:
-      points: (batch, time + 1, 2), points 1..n relative to point 0, which is the origin;
-        padded points repeat the last real one.
-      row_mask: (batch, time, 1) float32, 1 on the real rows of ink.
-      point_mask: (batch, time + 1, 1) float32, 1 on the real points.
-    """
-    time = tf.shape(ink)[1]
-    row_mask = tf.sequence_mask(lengths, time, dtype=tf.float32)[..., None]
-    points = tf.cumsum(ink[..., :2] * row_mask, axis=1)
-    points = tf.concat([tf.zeros_like(points[:, :1]), points], axis=1)
-    point_mask = tf.sequence_mask(lengths + 1, time + 1, dtype=tf.float32)[..., None]
-    return points, row_mask, point_mask
-
-
-def _normalized_deltas(points, row_mask, point_mask):
-    """(batch, time, 2): the steps between the points, after scaling x and y to [0, 1] by
-    the real points' own min and max (as `quickdraw.ink.normalize` does), zero past each
-    length."""
-    points = tf_ink.normalize(points, point_mask)
-    return (points[:, 1:] - points[:, :-1]) * row_mask
 
 
 def _reverse_strokes(points, stroke_of_point, lengths, reversed_strokes):

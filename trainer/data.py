@@ -19,11 +19,10 @@ branch's own batch.
 
 from __future__ import annotations
 
-import re
-
 import tensorflow as tf
 
 from quickdraw import schema
+from trainer import checks
 
 BUCKET_RATIO = 1.1  # each length bucket spans lengths [n, 1.1 n)
 SHUFFLE_RECORDS = 10000  # records in the shuffle buffer, ~10 MB
@@ -33,46 +32,9 @@ POOL_RECORDS = 2048  # records parsed and bucketed at a time (or 4 batches, if m
 POINTS, LABELS, FLUSH, INK_BATCHES = "points", "labels", "flush", "ink_batches"
 
 
-def check_bucket(path: str) -> None:
-    """For a gs:// path, ValueError unless its bucket exists. TensorFlow's GCS client fails a
-    glob in a missing bucket with a bare 404, and loops for ever making a directory in one."""
-    if not path.startswith("gs://"):
-        return
-    bucket = "gs://" + path[len("gs://") :].split("/", 1)[0]
-    try:
-        found = tf.io.gfile.isdir(bucket)
-    except tf.errors.OpError as error:
-        raise ValueError(f"cannot read bucket {bucket}: {short_message(error)}") from None
-    if not found:
-        raise ValueError(f"bucket {bucket} does not exist (or these credentials cannot see it)")
-
-
-def list_files(pattern: str) -> list[str]:
-    """The files matching a glob (local, gs:// or /gcs/), sorted; ValueError if none."""
-    check_bucket(pattern)
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise ValueError(f"no files match {pattern!r}")
-    return files
-
-
-def read_classes(path: str) -> list[str]:
-    """The category names, one per line, in class_index order."""
-    check_bucket(path)
-    if not tf.io.gfile.exists(path):
-        raise ValueError(f"classes file {path!r} does not exist")
-    with tf.io.gfile.GFile(path, "r") as file:
-        names = [line.strip() for line in file if line.strip()]
-    if not names:
-        raise ValueError(f"classes file {path!r} lists no classes")
-    if len(set(names)) != len(names):
-        raise ValueError(f"classes file {path!r} lists a class twice")
-    return names
-
-
 def read_records(pattern, *, training, seed, num_shards, shard_index) -> tf.data.Dataset:
     """Serialized records; for training shuffled and repeated forever."""
-    files = list_files(pattern)
+    files = checks.list_files(pattern)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     # Each input pipeline (one per worker) reads its own files when there are enough of
     # them, else every pipeline reads all files and keeps its own share of the records.
@@ -107,72 +69,6 @@ def parser(log_aspect: bool):
         return features, parsed[schema.CLASS_INDEX]
 
     return parse_one
-
-
-def check_records(pattern: str, *, log_aspect: bool) -> None:
-    """ValueError unless the files matching `pattern` hold a record, the first one parses as
-    a drawing, and with `log_aspect` it holds the `log_aspect` feature that `--aspect_ratio`
-    reads (the pipeline writes it; the tutorial's script did not), so that a run fails
-    before it builds anything. (Shards may be empty: the first record counts.)"""
-    files = list_files(pattern)
-    try:
-        first = next(iter(tf.data.TFRecordDataset(files).take(1)), None)
-    except tf.errors.DataLossError as error:
-        raise ValueError(damaged_records(pattern, error)) from None
-    if first is None:
-        raise ValueError(
-            f"the {len(files)} file(s) matching {pattern!r} hold no records: write them with "
-            "`python -m pipeline`, or check the glob"
-        )
-    try:
-        schema.parse_examples(first)
-    except tf.errors.InvalidArgumentError as error:
-        raise ValueError(
-            f"the first record of {pattern!r} is not a drawing as `python -m pipeline` writes "
-            f"it ({short_message(error)})"
-        ) from None
-    example = tf.train.Example.FromString(first.numpy())
-    if log_aspect and schema.LOG_ASPECT not in example.features.feature:
-        raise ValueError(
-            f"--aspect_ratio reads the {schema.LOG_ASPECT!r} feature, and the records "
-            f"of {pattern!r} have none (from the tutorial's script or an older "
-            f"pipeline): write them again with `python -m pipeline`, or pass "
-            f"--aspect_ratio=false"
-        )
-
-
-def short_message(error: tf.errors.OpError, limit: int = 160) -> str:
-    """An op's error message on one line, without the op's and function's names."""
-    lines = [line for line in error.message.splitlines() if line.strip()]
-    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", lines[0] if lines else "")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def damaged_records(pattern: str, error: tf.errors.DataLossError) -> str:
-    """What to say of a damaged TFRecord file matching `pattern`: where it is damaged, as
-    TensorFlow's message says it, and what to do."""
-    where = re.search(r"(corrupted|truncated) record at \d+", error.message)
-    return (
-        f"a file matching {pattern!r} is damaged ({where[0] if where else 'data loss'}): "
-        "write the records again with `python -m pipeline`"
-    )
-
-
-# The message of `checked_labels`' assertion, which the trainer turns into a one-line error.
-LABELS_BEYOND_CLASSES = "class_index beyond the classes file"
-
-
-def checked_labels(labels, num_classes: int):
-    """Inside a step, `labels` once checked: fails (InvalidArgumentError,
-    `LABELS_BEYOND_CLASSES`) when a record's class_index has no line in the classes file,
-    which one-hot encoding and the confusion matrix would otherwise drop or misplace without a
-    word. The returned labels depend on the check, so no op that reads them (the loss, the
-    confusion matrix) can fail first with its own message."""
-    check = tf.debugging.assert_less(
-        labels, tf.cast(num_classes, labels.dtype), LABELS_BEYOND_CLASSES
-    )
-    with tf.control_dependencies([check] if check is not None else []):
-        return tf.identity(labels)
 
 
 def bucket_boundaries(ratio: float = BUCKET_RATIO, longest: int = 4096) -> list[int]:

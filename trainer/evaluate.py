@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from quickdraw import ink as ink_math
 from quickdraw import schema
-from trainer import data, replicas
+from trainer import checks, data, replicas
 from trainer import views as views_lib
 
 # The figures of an evaluation that the logs, TensorBoard and the single-view summary carry.
@@ -100,7 +100,7 @@ def make_eval_step(model, num_classes: int, views: int = 1):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def eval_step(features, labels):
-        labels = data.checked_labels(labels, num_classes)
+        labels = checks.checked_labels(labels, num_classes)
         logits = views_lib.averaged_logits(
             lambda inputs: model(inputs, training=False), features, views
         )  # (batch, classes)

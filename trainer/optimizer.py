@@ -1,7 +1,9 @@
-"""The optimizer: Adam on a warmup schedule, with a moving average of the weights."""
+"""The optimizer: Adam on a warmup schedule, with a moving average of the weights
+(`averaged_weights` puts the average in the model for a block, as evaluation needs)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -44,7 +46,7 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
     """Adam on the configured schedule, keeping a moving average of the weights when
     `--ema_decay` is set (`finalize_variable_values` copies it into the model). Gradient
     clipping is done by the training step, on the gradient summed over all replicas (see
-    `trainer.train`)."""
+    `trainer.train_step`)."""
     schedule = WarmupSchedule(
         config.learning_rate, config.warmup_steps, config.steps, config.lr_schedule
     )
@@ -54,3 +56,19 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
         use_ema=config.ema_decay > 0,
         ema_momentum=config.ema_decay,  # read only when use_ema
     )
+
+
+@contextlib.contextmanager
+def averaged_weights(model, optimizer):
+    """Inside the block the model holds the optimizer's moving average of its weights (when
+    `--ema_decay` keeps one); after it, its own weights again."""
+    if not optimizer.use_ema:
+        yield
+        return
+    saved = [variable.numpy() for variable in model.trainable_variables]
+    optimizer.finalize_variable_values(model.trainable_variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(model.trainable_variables, saved):
+            variable.assign(value)

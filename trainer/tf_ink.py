@@ -1,5 +1,5 @@
 """`quickdraw.ink`'s math in TensorFlow, on padded batches: the one place the graph scales
-points to [0, 1] and takes their deltas.
+points to [0, 1], takes their deltas, and recovers points from deltas.
 
 The exported model takes drawings as users produce them, absolute points, and must feed the
 classifier exactly what the pipeline wrote into the TFRecords: `ink_from_points` and
@@ -8,7 +8,8 @@ classifier exactly what the pipeline wrote into the TFRecords: `ink_from_points`
 the last bit (the logarithm to within a rounding step); `tests/test_trainer_export.py` holds
 them equal on real drawings. Training's distortions (`trainer.augment`) and the model's
 layers (`trainer.layers`, `trainer.raster`) scale and bound points with the same `bounds` and
-`normalize`.
+`normalize`; the distortions work on the points of `points_from_deltas`, numbered by stroke
+with `stroke_of_point`, and take their ink back with `normalized_deltas`.
 """
 
 from __future__ import annotations
@@ -92,3 +93,42 @@ def normalize(points, real):
     extent = upper - lower
     extent = tf.where(extent > 0, extent, tf.ones_like(extent))
     return (points - lower[:, None]) / extent[:, None]
+
+
+def points_from_deltas(ink, lengths):
+    """Each drawing's points, recovered from its first `lengths` rows of ink: the inverse of
+    the deltas up to a shift, as `quickdraw.ink.points_from_deltas` recovers one drawing's.
+
+    Args:
+      ink: (batch, time, 3) float32 deltas and end_of_stroke.
+      lengths: (batch,) int32, the rows of ink of each drawing.
+
+    Returns:
+      points: (batch, time + 1, 2), points 1..n relative to point 0, which is the origin;
+        padded points repeat the last real one.
+      row_mask: (batch, time, 1) float32, 1 on the real rows of ink.
+      point_mask: (batch, time + 1, 1) float32, 1 on the real points.
+    """
+    time = tf.shape(ink)[1]
+    row_mask = tf.sequence_mask(lengths, time, dtype=tf.float32)[..., None]
+    points = tf.cumsum(ink[..., :2] * row_mask, axis=1)
+    points = tf.concat([tf.zeros_like(points[:, :1]), points], axis=1)
+    point_mask = tf.sequence_mask(lengths + 1, time + 1, dtype=tf.float32)[..., None]
+    return points, row_mask, point_mask
+
+
+def normalized_deltas(points, row_mask, point_mask):
+    """(batch, time, 2): the steps between the points of `points_from_deltas`, after scaling
+    x and y to [0, 1] by the real points' own min and max (`normalize`), zero past each
+    length: the ink's first two columns, as the pipeline would write them for these points."""
+    points = normalize(points, point_mask)
+    return (points[:, 1:] - points[:, :-1]) * row_mask
+
+
+def stroke_of_point(end_of_stroke):
+    """(batch, time + 1) int32, the stroke of each point of `points_from_deltas`, from
+    (batch, time, 1) end_of_stroke. Point k > 0 belongs to the stroke numbered by the
+    strokes ended before row k - 1; point 0 starts stroke 0, like point 1 (its own
+    end_of_stroke is not in the ink)."""
+    stroke_of_row = tf.cast(tf.cumsum(end_of_stroke[..., 0], axis=1, exclusive=True), tf.int32)
+    return tf.concat([tf.zeros_like(stroke_of_row[:, :1]), stroke_of_row], axis=1)
