@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 from collections.abc import Iterable
 
 USAGE_EXIT_CODE = 2
@@ -126,17 +127,62 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
 
 
+def integer(text: str) -> int:
+    """An integer; a whole-number float too (`64.0`), as Vertex AI tuning trials pass them."""
+    value = _checked(text, float, float.is_integer, "an integer")
+    return int(value)
+
+
 def positive_int(text: str) -> int:
-    return _checked(text, int, lambda value: value >= 1, "a positive integer")
+    return _checked(text, integer, lambda value: value >= 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _checked(text, integer, lambda value: value >= 0, "an integer >= 0")
+
+
+def number(text: str) -> float:
+    """A finite number."""
+    value = _checked(text, float, lambda value: True, "a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    return _checked(text, number, lambda value: value > 0, "a number > 0")
+
+
+def non_negative_number(text: str) -> float:
+    return _checked(text, number, lambda value: value >= 0, "a number >= 0")
+
+
+def fraction(text: str) -> float:
+    """A rate in [0, 1): dropout, label smoothing."""
+    return _checked(text, number, lambda value: 0 <= value < 1, "in [0, 1)")
 
 
 def seconds(text: str) -> float:
     """A duration in seconds, >= 0 (0 turns off what it times)."""
-    return _checked(text, float, lambda value: value >= 0, "a number of seconds >= 0")
+    return _checked(text, number, lambda value: value >= 0, "a number of seconds >= 0")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """`48,64,96` -> (48, 64, 96); every item a positive integer."""
+    try:
+        values = tuple(int(item.strip()) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated positive integers such as 48,64,96, got {text!r}"
+        ) from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"every item must be >= 1, got {text!r}")
+    return values
 
 
 def _checked(text: str, convert, accept, expected: str):
-    """`convert(text)` if it converts and `accept`s it, else the one-line error."""
+    """`convert(text)` if it converts and `accept`s it, else the one-line error. A `convert`
+    that raises argparse's own error keeps its message: the more basic fault is named."""
     try:
         value = convert(text)
     except ValueError:

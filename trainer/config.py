@@ -165,80 +165,6 @@ def resolve_path(path: str, mount: str = "/gcs") -> str:
     return path
 
 
-# --- Typed converters: each raises argparse.ArgumentTypeError with a one-line reason. --------
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
-    """An integer; a whole-number float too (`64.0`), as Vertex AI tuning trials pass them."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}")
-    return int(value)
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """A rate in [0, 1): dropout, label smoothing."""
-    value = _float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
-    return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    """`48,64,96` -> (48, 64, 96); every item a positive integer."""
-    items = [item.strip() for item in text.split(",")]
-    try:
-        values = tuple(int(item) for item in items)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated positive integers such as 48,64,96, got {text!r}"
-        ) from None
-    if any(value < 1 for value in values):
-        raise argparse.ArgumentTypeError(f"every item must be >= 1, got {text!r}")
-    return values
-
-
 def make_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="python -m trainer",
@@ -263,15 +189,15 @@ def make_parser() -> cli.ArgumentParser:
     # Every hyperparameter defaults to None here: `from_args` fills it from the preset,
     # so an explicit flag always wins over the preset.
     model = parser.add_argument_group("model")
-    model.add_argument("--num_layers", type=_positive_int, help="recurrent layers (3)")
-    model.add_argument("--num_nodes", type=_positive_int, help="units per direction (128)")
-    model.add_argument("--num_conv", type=_int_list, help="filters per conv (48,64,96)")
-    model.add_argument("--conv_len", type=_int_list, help="kernel width per conv (5,5,3)")
+    model.add_argument("--num_layers", type=cli.positive_int, help="recurrent layers (3)")
+    model.add_argument("--num_nodes", type=cli.positive_int, help="units per direction (128)")
+    model.add_argument("--num_conv", type=cli.int_list, help="filters per conv (48,64,96)")
+    model.add_argument("--conv_len", type=cli.int_list, help="kernel width per conv (5,5,3)")
     model.add_argument("--cell_type", choices=CELL_TYPES, help="recurrent cell (lstm)")
     model.add_argument(
         "--batch_norm", type=cli.boolean, nargs="?", const=True, help="batch norm (false)"
     )
-    model.add_argument("--dropout", type=_fraction, help="dropout rate (0.3)")
+    model.add_argument("--dropout", type=cli.fraction, help="dropout rate (0.3)")
     model.add_argument(
         "--positions",
         type=cli.boolean,
@@ -306,39 +232,39 @@ def make_parser() -> cli.ArgumentParser:
     )
 
     training = parser.add_argument_group("training")
-    training.add_argument("--learning_rate", type=_positive_float, help="peak rate (0.0001)")
+    training.add_argument("--learning_rate", type=cli.positive_number, help="peak rate (0.0001)")
     training.add_argument(
         "--gradient_clipping_norm",
-        type=_non_negative_float,
+        type=cli.non_negative_number,
         help="clip gradients to this global norm, 0 for none (9.0)",
     )
-    training.add_argument("--batch_size", type=_positive_int, help="global batch (8)")
-    training.add_argument("--steps", type=_positive_int, help="training steps (100000)")
+    training.add_argument("--batch_size", type=cli.positive_int, help="global batch (8)")
+    training.add_argument("--steps", type=cli.positive_int, help="training steps (100000)")
     training.add_argument(
         "--eval_every",
-        type=_non_negative_int,
+        type=cli.non_negative_int,
         help="steps between evals, 0: at the end only (10000)",
     )
-    training.add_argument("--checkpoint_every", type=_positive_int, help="steps (1000)")
+    training.add_argument("--checkpoint_every", type=cli.positive_int, help="steps (1000)")
     training.add_argument(
-        "--log_every", type=_positive_int, help="steps between progress lines (100)"
+        "--log_every", type=cli.positive_int, help="steps between progress lines (100)"
     )
-    training.add_argument("--seed", type=_non_negative_int, help="seeds weights and data (0)")
+    training.add_argument("--seed", type=cli.non_negative_int, help="seeds weights and data (0)")
     training.add_argument(
         "--lr_schedule",
         choices=LR_SCHEDULES,
         help="after warmup: constant or cosine decay (constant)",
     )
     training.add_argument(
-        "--warmup_steps", type=_non_negative_int, help="linear warmup to --learning_rate (0)"
+        "--warmup_steps", type=cli.non_negative_int, help="linear warmup to --learning_rate (0)"
     )
-    training.add_argument("--label_smoothing", type=_fraction, help="(0.0)")
+    training.add_argument("--label_smoothing", type=cli.fraction, help="(0.0)")
     training.add_argument(
-        "--weight_decay", type=_non_negative_float, help="decoupled weight decay (0.0)"
+        "--weight_decay", type=cli.non_negative_number, help="decoupled weight decay (0.0)"
     )
     training.add_argument(
         "--ema_decay",
-        type=_fraction,
+        type=cli.fraction,
         help="keep an exponential moving average of the weights with this decay per step; "
         "evaluate and export it instead of the last weights, 0 for none (0.0)",
     )
@@ -353,7 +279,7 @@ def make_parser() -> cli.ArgumentParser:
     evaluation = parser.add_argument_group("evaluation and serving")
     evaluation.add_argument(
         "--test_time_views",
-        type=_positive_int,
+        type=cli.positive_int,
         help="average the class probabilities over N views of each drawing, in evaluation "
         "and in the exported model: the drawing and N - 1 copies under half the --augment "
         "strengths of its linear map and jitter, strokes as drawn, with a fixed seed; 1: "
