@@ -25,7 +25,7 @@ IMAGE = "us-central1-docker.pkg.dev/my-project/quickdraw/pipeline-launcher:v1"
 FLAGS = [
     "input", "output_dir", "categories", "categories_file", "split", "train_per_class",
     "eval_per_class", "eval_fraction", "num_shards", "seed", "recognized_only", "max_points",
-    "overwrite",
+    "ink_format", "overwrite", "progress_every", "log_level",
 ]  # fmt: skip
 
 
