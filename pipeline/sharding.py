@@ -10,6 +10,7 @@ With `--split first` it first finds each category's cut-offs: the positions of i
 from __future__ import annotations
 
 import collections
+from collections.abc import Mapping
 
 import apache_beam as beam
 import numpy as np
@@ -27,11 +28,15 @@ from quickdraw.batch import DrawingBatch
 ShardKey = tuple[str, int]  # (split, shard)
 
 
-def split_ids(
-    file_index: int, batch: DrawingBatch, hashes: np.ndarray, config: PipelineConfig, cutoffs
+def assign_splits(
+    file_index: int,
+    batch: DrawingBatch,
+    hashes: np.ndarray,
+    config: PipelineConfig,
+    cutoffs: Mapping[str, splits.Cutoffs] | None,
 ) -> np.ndarray:
-    """(drawings,) int64: each drawing's split id (`quickdraw.splits`); `cutoffs`, a
-    category's `splits.Cutoffs` by word, for `--split first` only."""
+    """(drawings,) int64: each drawing's split id (`quickdraw.splits`). `cutoffs` holds
+    each word's cut-offs with `--split first`, and is None with `--split hash`."""
     if cutoffs is None:
         return splits.split_by_hash(hashes, config.eval_fraction)
     return splits.split_by_position(file_index, batch.words, batch.line_numbers, cutoffs)
@@ -118,7 +123,7 @@ class ToShardsFn(beam.DoFn):
     def process(self, element, cutoffs=None):
         file_index, batch = element
         hashes = splits.eval_hashes(batch.key_ids)
-        ids = split_ids(file_index, batch, hashes, self._config, cutoffs)
+        ids = assign_splits(file_index, batch, hashes, self._config, cutoffs)
         keys = splits.sort_keys(hashes, self._config.seed)
         for shard_key, drawings in by_shard(batch, ids, keys, self._config.num_shards):
             self._buffer[shard_key].append(drawings)
