@@ -12,6 +12,9 @@ says which ones do, and only their times travel.
 
 from __future__ import annotations
 
+import itertools
+from typing import NamedTuple
+
 import numpy as np
 
 from quickdraw import ink as ink_math
@@ -20,12 +23,52 @@ COMPACT = "u1"  # integer coordinates in 0..255
 FULL = "<f4"
 
 
+class ShardDrawings(NamedTuple):
+    """Drawings bound for one shard, their points back to back: what a chunk carries."""
+
+    sort_keys: np.ndarray  # (drawings,) uint64, each drawing's place in the shuffle
+    words: list[str]
+    key_ids: list[str]
+    counts: np.ndarray  # (drawings,) int64, points of each drawing
+    points: np.ndarray  # (sum(counts), 3) float32, absolute x, y and end_of_stroke
+    # Which drawings were read from raw lines, (drawings,) bool, and each point's time,
+    # (sum(counts),) float32, NaN in the others. None: no drawing is raw.
+    raw: np.ndarray | None = None
+    times: np.ndarray | None = None
+
+
+def concatenate(parts: list[ShardDrawings]) -> ShardDrawings:
+    """The drawings of `parts` (at least one), one part after the other."""
+    if len(parts) == 1:
+        return parts[0]
+    return ShardDrawings(
+        sort_keys=np.concatenate([part.sort_keys for part in parts]).astype(np.uint64),
+        words=list(itertools.chain.from_iterable(part.words for part in parts)),
+        key_ids=list(itertools.chain.from_iterable(part.key_ids for part in parts)),
+        counts=np.concatenate([part.counts for part in parts]),
+        points=np.concatenate([part.points for part in parts]),
+        raw=np.concatenate([_raw(part) for part in parts]),
+        times=np.concatenate([_times(part) for part in parts]),
+    )
+
+
+def _raw(drawings: ShardDrawings) -> np.ndarray:
+    if drawings.raw is None:
+        return np.zeros(len(drawings.counts), dtype=bool)
+    return np.asarray(drawings.raw, dtype=bool)
+
+
+def _times(drawings: ShardDrawings) -> np.ndarray:
+    if drawings.times is None:
+        return np.full(len(drawings.points), np.nan, dtype=np.float32)
+    return np.asarray(drawings.times, dtype=np.float32)
+
+
 def coordinate_dtype(points: np.ndarray) -> str:
     """The smallest dtype that holds these float32 coordinates exactly."""
     coordinates = points[:, :2]
-    if (
-        coordinates.size
-        and coordinates.min() >= 0
+    if not coordinates.size or (
+        coordinates.min() >= 0
         and coordinates.max() <= 255
         and np.array_equal(coordinates, np.floor(coordinates))
     ):
@@ -44,27 +87,21 @@ def _unstrings(blob: bytes, lengths: bytes) -> list[str]:
     return [blob[start:end].decode("utf-8") for start, end in zip(starts, ends)]
 
 
-def pack(
-    sort_keys: list[int],
-    words: list[str],
-    key_ids: list[str],
-    counts: np.ndarray,
-    points: np.ndarray,
-    dtype: str,
-    raw: np.ndarray | None = None,
-    times: np.ndarray | None = None,
-) -> tuple:
-    """Packs drawings (their `counts` points stored back to back in `points`); `raw`
-    (drawings,) bool marks those whose points' `times` (points,) travel too."""
-    word_blob, word_lengths = _strings(words)
-    key_blob, key_lengths = _strings(key_ids)
-    if raw is None or not np.any(raw):
+def pack(drawings: ShardDrawings) -> tuple:
+    """Packs drawings into a tuple of bytes (and the coordinates' dtype) for the shuffle;
+    only the times of raw drawings travel."""
+    counts, points = drawings.counts, drawings.points
+    dtype = coordinate_dtype(points)
+    word_blob, word_lengths = _strings(drawings.words)
+    key_blob, key_lengths = _strings(drawings.key_ids)
+    raw = _raw(drawings)
+    if not raw.any():
         raw_bits, raw_times = b"", b""
     else:
-        raw_bits = np.packbits(np.asarray(raw, dtype=bool)).tobytes()
-        raw_times = np.asarray(times, dtype="<f4")[np.repeat(raw, counts)].tobytes()
+        raw_bits = np.packbits(raw).tobytes()
+        raw_times = _times(drawings)[np.repeat(raw, counts)].astype("<f4").tobytes()
     return (
-        np.array(sort_keys, dtype="<u8").tobytes(),
+        np.asarray(drawings.sort_keys, dtype="<u8").tobytes(),
         word_blob,
         word_lengths,
         key_blob,
@@ -78,32 +115,32 @@ def pack(
     )
 
 
-EMPTY = pack([], [], [], np.zeros(0, np.int64), np.zeros((0, 3), np.float32), COMPACT)
+EMPTY = pack(
+    ShardDrawings(
+        np.zeros(0, np.uint64), [], [], np.zeros(0, np.int64), np.zeros((0, 3), np.float32)
+    )
+)
 
 
-def unpack(chunk: tuple):
-    """The inverse of `pack`: (sort keys, words, key_ids, counts, float32 points)."""
+def unpack(chunk: tuple) -> ShardDrawings:
+    """The inverse of `pack`, with float32 points and the times of every drawing."""
     sort_keys, word_blob, word_lengths, key_blob, key_lengths, counts, dtype, xy, eos = chunk[:9]
+    raw_bits, raw_times = chunk[9:]
     counts = np.frombuffer(counts, dtype="<u4").astype(np.int64)
     total = int(counts.sum())
     points = np.empty((total, 3), dtype=np.float32)
     points[:, :2] = np.frombuffer(xy, dtype=dtype).reshape(total, 2)
     points[:, ink_math.END_OF_STROKE] = np.unpackbits(np.frombuffer(eos, np.uint8))[:total]
-    return (
-        np.frombuffer(sort_keys, dtype="<u8").tolist(),
-        _unstrings(word_blob, word_lengths),
-        _unstrings(key_blob, key_lengths),
-        counts,
-        points,
-    )
-
-
-def unpack_times(chunk: tuple, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which drawings of a chunk are raw, (drawings,) bool, and each point's time,
-    (points,) float32, NaN in the others. `counts` comes from `unpack`."""
-    raw_bits, raw_times = chunk[9], chunk[10]
     raw = np.unpackbits(np.frombuffer(raw_bits, np.uint8))[: len(counts)].astype(bool)
     raw = np.pad(raw, (0, len(counts) - len(raw)))
-    times = np.full(int(counts.sum()), np.nan, dtype=np.float32)
+    times = np.full(total, np.nan, dtype=np.float32)
     times[np.repeat(raw, counts)] = np.frombuffer(raw_times, dtype="<f4")
-    return raw, times
+    return ShardDrawings(
+        sort_keys=np.frombuffer(sort_keys, dtype="<u8").astype(np.uint64),
+        words=_unstrings(word_blob, word_lengths),
+        key_ids=_unstrings(key_blob, key_lengths),
+        counts=counts,
+        points=points,
+        raw=raw,
+        times=times,
+    )

@@ -28,8 +28,17 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import inputs, progress, transforms
+from pipeline import inputs, progress
 from pipeline.config import PipelineConfig, parse_args
+from pipeline.reading import ReadDrawings
+from pipeline.sharding import AssignShards
+from pipeline.writing import (
+    MergeCountsFn,
+    WriteErrors,
+    WriteShards,
+    class_list,
+    write_outputs_metadata,
+)
 from quickdraw.cli import UsageError
 
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner")
@@ -48,19 +57,19 @@ def build(
     read = (
         pipeline
         | "ListFiles" >> beam.Create(files)
-        | "ReadDrawings" >> transforms.ReadDrawings(config, progress_dir)
+        | "ReadDrawings" >> ReadDrawings(config, progress_dir)
     )
-    shards = read.drawings | "AssignShards" >> transforms.AssignShards(config)
+    shards = read.drawings | "AssignShards" >> AssignShards(config)
     counts = (
-        (read[transforms.STATS], shards[transforms.STATS])
+        (read.stats, shards.stats)
         | "AllCounts" >> beam.Flatten()
-        | "MergeCounts" >> beam.CombineGlobally(transforms.MergeCountsFn())
+        | "MergeCounts" >> beam.CombineGlobally(MergeCountsFn())
     )
-    classes = counts | "ListClasses" >> beam.Map(transforms.class_list, config)
-    _ = shards.chunks | "WriteShards" >> transforms.WriteShards(config, classes, progress_dir)
-    _ = read[transforms.BAD_LINES] | "WriteErrors" >> transforms.WriteErrors(config.output_dir)
+    classes = counts | "ListClasses" >> beam.Map(class_list, config)
+    _ = shards.chunks | "WriteShards" >> WriteShards(config, classes, progress_dir)
+    _ = read.bad_lines | "WriteErrors" >> WriteErrors(config.output_dir)
     return counts | "WriteMetadata" >> beam.FlatMap(
-        transforms.write_outputs_metadata, beam.pvalue.AsSingleton(classes), config
+        write_outputs_metadata, beam.pvalue.AsSingleton(classes), config
     )
 
 

@@ -24,8 +24,9 @@ import sys
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import inputs, transforms
+from pipeline import inputs
 from pipeline.config import PUBLIC_INPUT
+from pipeline.reading import open_ndjson, read_lines
 from quickdraw import cli
 from quickdraw.drawings import DEFAULT_MAX_POINTS, convert_lines
 
@@ -81,11 +82,9 @@ def good_lines(paths: list[str], word: str, wanted: int) -> list[bytes]:
     found: list[bytes] = []
     for path in paths:
         number = 0
-        with transforms.open_ndjson(path) as stream:
+        with open_ndjson(path) as stream:
             while len(found) < wanted:
-                lines, too_long, damage = transforms.read_lines(
-                    stream, LINES_PER_READ, DEFAULT_MAX_POINTS
-                )
+                lines, too_long, damage = read_lines(stream, LINES_PER_READ, DEFAULT_MAX_POINTS)
                 numbered = [
                     (number + offset, line)
                     for offset, (line, cut) in enumerate(zip(lines, too_long), 1)

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from quickdraw.splits import SPLITS
+
+# The namespace of the pipeline's Beam counters, and the tag of the outputs of counts.
+COUNTERS = "quickdraw"
+STATS = "stats"
+
 # Why a good drawing was not written.
 NOT_SELECTED_REASONS = {
     "other_category": "its word is not in --categories",
@@ -55,8 +61,7 @@ def report(counts: dict, config_json: dict, classes: list[str]) -> dict:
     """The content of stats.json, from the merged counts of every stage."""
     written = counts.get("written", {})  # {category: {split: n}}
     written_total = {
-        split: sum(per_split.get(split, 0) for per_split in written.values())
-        for split in ("train", "eval")
+        split: sum(per_split.get(split, 0) for per_split in written.values()) for split in SPLITS
     }
     bad = counts.get("bad_lines", {})
     not_selected = counts.get("not_selected", {})

@@ -17,6 +17,18 @@ def starts_of(counts: np.ndarray) -> np.ndarray:
     return starts
 
 
+def points_from_coordinates(
+    x_array: np.ndarray, y_array: np.ndarray, stroke_lengths: list
+) -> np.ndarray:
+    """(total points, 3) float32: x, y and end_of_stroke on each stroke's last point."""
+    points = np.zeros((len(x_array), 3), dtype=np.float32)
+    if len(x_array):
+        points[:, ink_math.X] = x_array
+        points[:, ink_math.Y] = y_array
+        points[np.cumsum(stroke_lengths) - 1, ink_math.END_OF_STROKE] = 1
+    return points
+
+
 @dataclasses.dataclass
 class DrawingBatch:
     """Good drawings of one file, in line order, with their points stored back to back.

@@ -2,10 +2,10 @@
 
 `convert_lines` is the pipeline's hot path: it parses each line with orjson, checks its
 structure in plain Python, then validates the coordinates of the whole batch with a few
-numpy calls. A line that fails any check comes back as a `BadLine` with one of `REASONS`;
-it never raises. The drawings keep their absolute float32 points, the very numbers the
-tutorial's arithmetic starts from, so that the ink (`quickdraw.ink`) can be computed
-wherever it is cheapest.
+numpy calls. A line that fails any check comes back as a `BadLine` with one of `REASONS`
+(`quickdraw.bad_lines`); it never raises. The drawings keep their absolute float32 points,
+the very numbers the tutorial's arithmetic starts from, so that the ink (`quickdraw.ink`)
+can be computed wherever it is cheapest.
 
 A line is in the raw format when a stroke carries a third list, its times (`--ink_format
 auto`, line by line); `quickdraw.raw_lines` checks such lines and simplifies them as Google
@@ -16,7 +16,6 @@ format. Raw drawings keep their times too.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import gzip
 import itertools
@@ -26,42 +25,12 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 
-from quickdraw import ink as ink_math
-from quickdraw.batch import DrawingBatch, in_line_order, starts_of  # noqa: F401 (re-exported)
+from quickdraw.bad_lines import REASONS, BadLine, Reject, header
+from quickdraw.batch import DrawingBatch, in_line_order, points_from_coordinates
 
 # What reading a damaged .gz file of lines raises (cut short, a bad checksum, bad data):
 # readers keep the lines before the damage and report the file.
 GZIP_DAMAGE = (gzip.BadGzipFile, EOFError, zlib.error)
-
-# Why a line was rejected. Every bad line gets exactly one reason: the first check it fails.
-REASONS = {
-    "blank_line": "the line is empty",
-    "not_utf8": "the line is not valid UTF-8",
-    "invalid_json": "the line is not valid JSON",
-    "truncated_line": "the file's last line is cut short (no newline, invalid JSON)",
-    "line_too_long": "the line is longer than --max_points allows",
-    "not_an_object": "the line is JSON but not an object",
-    "missing_word": "'word' is missing, empty or not a string",
-    "missing_key_id": "'key_id' is missing, empty or not a string or integer",
-    "missing_drawing": "'drawing' is missing, empty or not a list",
-    "bad_stroke": "a stroke is not a list of an x list and a y list (and a time list)",
-    "xy_length_mismatch": "a stroke's x and y lists differ in length",
-    "empty_stroke": "a stroke has no points",
-    "non_numeric_coordinate": "a coordinate is not a number",
-    "non_finite_coordinate": "a coordinate is infinite or too large for float32",
-    "too_few_points": "the drawing has fewer than 2 points",
-    "too_many_points": "the drawing has more points than --max_points",
-    # Raw lines (strokes of [xs, ys, times]) and --ink_format.
-    "not_raw": "--ink_format raw, but no stroke has a time list",
-    "not_simplified": "--ink_format simplified, but a stroke has a time list (raw format)",
-    "missing_time": "a stroke of a raw drawing has no time list",
-    "time_length_mismatch": "a stroke's time list differs in length from its x and y lists",
-    "non_numeric_time": "a time is not a number",
-    "non_finite_time": "a time is infinite or too large for float32",
-    "time_backwards": "a stroke's times decrease",
-    "too_few_points_simplified": "the raw drawing's points all coincide: simplified, it is "
-    "one point, with no extent to scale to 0..255",
-}
 
 # The game stops a drawing after 20 seconds. The densest raw drawings in ../shared record
 # about 330 points a second (~6,600 in 20 s, ~14,000 in the 42 s the longest timestamps
@@ -71,39 +40,6 @@ REASONS = {
 DEFAULT_MAX_POINTS = 20_000
 
 INK_FORMATS = ("auto", "raw", "simplified")
-
-
-@dataclasses.dataclass(frozen=True)
-class BadLine:
-    line_number: int
-    reason: str  # a key of REASONS
-    text: bytes
-
-
-class _Reject(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _key_id(value) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
-        raise _Reject("missing_key_id")
-    return str(value)
-
-
-def _header(record):
-    """(word, key_id, recognized, strokes) of one parsed line, or _Reject."""
-    if not isinstance(record, dict):
-        raise _Reject("not_an_object")
-    word = record.get("word")
-    if not isinstance(word, str) or not word:
-        raise _Reject("missing_word")
-    key_id = _key_id(record.get("key_id"))
-    strokes = record.get("drawing")
-    if not isinstance(strokes, list) or not strokes:
-        raise _Reject("missing_drawing")
-    return word, key_id, record.get("recognized") is not False, strokes
 
 
 def has_times(record) -> bool:
@@ -117,38 +53,38 @@ def _structure(record, max_points: int):
 
     Returns (word, key_id, recognized, xs, ys, stroke_lengths).
     """
-    word, key_id, recognized, strokes = _header(record)
+    word, key_id, recognized, strokes = header(record)
     xs: list = []
     ys: list = []
     stroke_lengths = []
     for stroke in strokes:
         if not isinstance(stroke, list) or len(stroke) < 2:
-            raise _Reject("bad_stroke")
+            raise Reject("bad_stroke")
         x, y = stroke[0], stroke[1]
         if not isinstance(x, list) or not isinstance(y, list):
-            raise _Reject("bad_stroke")
+            raise Reject("bad_stroke")
         if len(x) != len(y):
-            raise _Reject("xy_length_mismatch")
+            raise Reject("xy_length_mismatch")
         if not x:
-            raise _Reject("empty_stroke")
+            raise Reject("empty_stroke")
         xs += x
         ys += y
         stroke_lengths.append(len(x))
     if len(xs) < 2:
-        raise _Reject("too_few_points")
+        raise Reject("too_few_points")
     if len(xs) > max_points:
-        raise _Reject("too_many_points")
+        raise Reject("too_many_points")
     return word, key_id, recognized, xs, ys, stroke_lengths
 
 
 def _coordinates(values: list) -> np.ndarray:
-    """float32 coordinates, or _Reject. Slow path: one drawing at a time."""
+    """float32 coordinates, or Reject. Slow path: one drawing at a time."""
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
-        raise _Reject("non_numeric_coordinate")
+        raise Reject("non_numeric_coordinate")
     with np.errstate(over="ignore"):
         array = np.array(values, dtype=np.float64).astype(np.float32)
     if not np.isfinite(array).all():
-        raise _Reject("non_finite_coordinate")
+        raise Reject("non_finite_coordinate")
     return array
 
 
@@ -270,7 +206,7 @@ def _by_format(parsed: list, max_points: int, ink_format: str, bad: list, carefu
             try:  # a line that is no drawing at all gets that reason first
                 _structure(item[1], max_points)
                 reason = "not_raw"
-            except _Reject as reject:
+            except Reject as reject:
                 reason = reject.reason
             bad.append(BadLine(item[0], reason, item[2]))
         else:
@@ -339,7 +275,7 @@ def _whole_batch(parsed: list, max_points: int) -> DrawingBatch | None:
         key_ids=key_ids,
         recognized=np.array([record.get("recognized") is not False for record in records]),
         counts=counts,
-        points=_points(x_array, y_array, stroke_lengths),
+        points=points_from_coordinates(x_array, y_array, stroke_lengths),
     )
 
 
@@ -358,16 +294,6 @@ def _may_hold_booleans(text: bytes) -> bool:
     )
 
 
-def _points(x_array: np.ndarray, y_array: np.ndarray, stroke_lengths: list) -> np.ndarray:
-    """(total points, 3) float32: x, y and end_of_stroke on each stroke's last point."""
-    points = np.zeros((len(x_array), 3), dtype=np.float32)
-    if len(x_array):
-        points[:, ink_math.X] = x_array
-        points[:, ink_math.Y] = y_array
-        points[np.cumsum(stroke_lengths) - 1, ink_math.END_OF_STROKE] = 1
-    return points
-
-
 def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]) -> DrawingBatch:
     """The careful path: each record on its own; bad records are added to `bad`."""
     kept = []  # (line_number, word, key_id, recognized, xs, ys, stroke_lengths)
@@ -375,7 +301,7 @@ def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]) -> DrawingB
         try:
             word, key_id, recognized, xs, ys, stroke_lengths = _structure(record, max_points)
             x_array, y_array = _coordinates(xs), _coordinates(ys)
-        except _Reject as reject:
+        except Reject as reject:
             bad.append(BadLine(line_number, reject.reason, line))
             continue
         kept.append((line_number, word, key_id, recognized, x_array, y_array, stroke_lengths))
@@ -388,7 +314,7 @@ def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]) -> DrawingB
         key_ids=[item[2] for item in kept],
         recognized=np.array([item[3] for item in kept], dtype=bool),
         counts=np.array([len(item[4]) for item in kept], dtype=np.int64),
-        points=_points(x_array, y_array, stroke_lengths),
+        points=points_from_coordinates(x_array, y_array, stroke_lengths),
     )
 
 

@@ -23,8 +23,8 @@ import numpy as np
 import simdjson
 
 from quickdraw import simplify
-from quickdraw.batch import DrawingBatch, starts_of
-from quickdraw.drawings import BadLine, _header, _points, _Reject
+from quickdraw.bad_lines import BadLine, Reject, header
+from quickdraw.batch import DrawingBatch, points_from_coordinates, starts_of
 
 # Raw coordinates and times are held to float32's range, as the simplified format's
 # coordinates are: an extent then stays finite in float64, where the simplification runs,
@@ -239,43 +239,43 @@ def _decreasing(times: np.ndarray, stroke_sizes: np.ndarray) -> np.ndarray:
 
 
 def _structure(record, max_points: int):
-    """One raw line's fields and strokes, or _Reject naming its first fault."""
-    word, key_id, recognized, strokes = _header(record)
+    """One raw line's fields and strokes, or Reject naming its first fault."""
+    word, key_id, recognized, strokes = header(record)
     columns = ([], [], [])  # xs, ys, times
     stroke_sizes = []
     for stroke in strokes:
         if not isinstance(stroke, list) or len(stroke) < 2:
-            raise _Reject("bad_stroke")
+            raise Reject("bad_stroke")
         if not all(isinstance(values, list) for values in stroke[:3]):
-            raise _Reject("bad_stroke")
+            raise Reject("bad_stroke")
         if len(stroke) < 3:
-            raise _Reject("missing_time")
+            raise Reject("missing_time")
         if len(stroke[0]) != len(stroke[1]):
-            raise _Reject("xy_length_mismatch")
+            raise Reject("xy_length_mismatch")
         if len(stroke[2]) != len(stroke[0]):
-            raise _Reject("time_length_mismatch")
+            raise Reject("time_length_mismatch")
         if not stroke[0]:
-            raise _Reject("empty_stroke")
+            raise Reject("empty_stroke")
         for column, values in zip(columns, stroke):
             column += values
         stroke_sizes.append(len(stroke[0]))
     if len(columns[0]) < 2:
-        raise _Reject("too_few_points")
+        raise Reject("too_few_points")
     if len(columns[0]) > max_points:
-        raise _Reject("too_many_points")
+        raise Reject("too_many_points")
     return word, key_id, recognized, columns, np.array(stroke_sizes, dtype=np.int64)
 
 
 def _values(values: list, kind: str) -> np.ndarray:
-    """float64 coordinates (kind "coordinate") or times (kind "time"), or _Reject."""
+    """float64 coordinates (kind "coordinate") or times (kind "time"), or Reject."""
     if not _NUMBERS.issuperset(map(type, values)):  # bool is a type of its own: not a number
-        raise _Reject(f"non_numeric_{kind}")
+        raise Reject(f"non_numeric_{kind}")
     try:
         array = np.array(values, dtype=np.float64)
     except OverflowError:  # an integer beyond float64
-        raise _Reject(f"non_finite_{kind}") from None
+        raise Reject(f"non_finite_{kind}") from None
     if not (np.abs(array) <= _FLOAT32_MAX).all():  # NaN fails this too
-        raise _Reject(f"non_finite_{kind}")
+        raise Reject(f"non_finite_{kind}")
     return array
 
 
@@ -288,8 +288,8 @@ def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]):
             x, y = _values(columns[0], "coordinate"), _values(columns[1], "coordinate")
             t = _values(columns[2], "time")
             if _decreasing(t, stroke_sizes).any():
-                raise _Reject("time_backwards")
-        except _Reject as reject:
+                raise Reject("time_backwards")
+        except Reject as reject:
             bad.append(BadLine(item[0], reject.reason, item[2]))
             continue
         kept.append(item)
@@ -335,7 +335,7 @@ def simplified(parsed, words, key_ids, recognized, strokes, drawing_strokes, *, 
             [],
             np.zeros(0, bool),
             np.zeros(0, np.int64),
-            _points(np.zeros(0, np.float32), np.zeros(0, np.float32), []),
+            points_from_coordinates(np.zeros(0, np.float32), np.zeros(0, np.float32), []),
         )
     result = simplify.simplify(strokes, drawing_strokes)
     counts = np.add.reduceat(result.sizes, starts_of(drawing_strokes))
@@ -348,7 +348,7 @@ def simplified(parsed, words, key_ids, recognized, strokes, drawing_strokes, *, 
         key_ids=[key_ids[i] for i in kept],
         recognized=np.array([recognized[i] for i in kept], dtype=bool),
         counts=counts,
-        points=_points(
+        points=points_from_coordinates(
             result.xy[:, 0].astype(np.float32),
             result.xy[:, 1].astype(np.float32),
             result.sizes.tolist(),

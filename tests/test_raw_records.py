@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import chunks, transforms
+from pipeline import chunks, writing
 from quickdraw import schema
 
 INK = np.arange(12, dtype=np.float32).reshape(4, 3) / 8
@@ -54,26 +54,28 @@ def test_chunks_carry_the_times_of_raw_drawings_only():
     points = _points(counts)
     raw = np.array([True, False, True])
     times = np.float32([0, 5, np.nan, np.nan, np.nan, 0, 7.5])
+    keys = np.array([1, 2, 3], np.uint64)
     packed = chunks.pack(
-        [1, 2, 3], ["a", "b", "c"], ["1", "2", "3"], counts, points, "u1", raw, times
+        chunks.ShardDrawings(keys, ["a", "b", "c"], ["1", "2", "3"], counts, points, raw, times)
     )
-    *_, unpacked_counts, unpacked_points = chunks.unpack(packed)
-    np.testing.assert_array_equal(unpacked_points, points)
-    got_raw, got_times = chunks.unpack_times(packed, unpacked_counts)
-    assert got_raw.tolist() == raw.tolist()
-    np.testing.assert_array_equal(got_times, times)  # NaN where a drawing has no times
+    unpacked = chunks.unpack(packed)
+    np.testing.assert_array_equal(unpacked.points, points)
+    assert unpacked.raw.tolist() == raw.tolist()
+    np.testing.assert_array_equal(unpacked.times, times)  # NaN where a drawing has no times
     assert len(packed[10]) == 4 * 4  # the 4 points of the raw drawings, float32
-    plain = chunks.pack([1], ["a"], ["1"], counts[:1], points[:2], "u1")
+    plain = chunks.pack(chunks.ShardDrawings(keys[:1], ["a"], ["1"], counts[:1], points[:2]))
     assert plain[9:] == (b"", b"")
-    assert chunks.unpack_times(plain, counts[:1])[0].tolist() == [False]
+    assert chunks.unpack(plain).raw.tolist() == [False]
 
 
 def test_written_records_hold_time_for_raw_drawings_only():
     counts = np.array([3, 2])
     points = _points(counts)
     times = np.float32([0, 10, 30, np.nan, np.nan])
-    packed = chunks.pack([5, 6], ["a", "b"], ["r", "s"], counts, points, "u1", [True, False], times)
-    records = transforms.encoded_records([packed])
+    drawings = chunks.ShardDrawings(
+        np.array([5, 6], np.uint64), ["a", "b"], ["r", "s"], counts, points, [True, False], times
+    )
+    records = writing.encoded_records([chunks.pack(drawings)])
     serialized = [schema.with_class_index(payload, 0) for _, payload, _ in records]
     parsed = schema.parse_examples(tf.constant(serialized), time=True)
     assert parsed["key_id"].numpy().tolist() == [b"r", b"s"]

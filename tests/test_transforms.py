@@ -1,8 +1,12 @@
-"""Each composite transform on its own, with TestPipeline on Beam's FnApiRunner."""
+"""Each composite transform on its own, with TestPipeline on Beam's FnApiRunner, and the
+plain functions their DoFns adapt, on hand-made lines and batches."""
 
 from __future__ import annotations
 
+import collections
+import io
 import json
+import zlib
 
 import apache_beam as beam
 import numpy as np
@@ -11,10 +15,10 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import chunks, transforms
+from pipeline import chunks, reading, sharding, writing
 from pipeline.config import PipelineConfig
 from pipeline.inputs import InputFile
-from quickdraw import drawings, schema
+from quickdraw import drawings, schema, splits
 from tests.test_drawings import BAD_LINES, _line
 
 
@@ -40,9 +44,7 @@ def test_read_drawings_splits_good_bad_and_counts(tmp_path):
     config = PipelineConfig(output_dir=str(tmp_path), categories=("cat",), split="hash")
     with _pipeline() as pipeline:
         read = (
-            pipeline
-            | beam.Create([InputFile(0, str(path), "cat")])
-            | transforms.ReadDrawings(config)
+            pipeline | beam.Create([InputFile(0, str(path), "cat")]) | reading.ReadDrawings(config)
         )
         key_ids = read.drawings | beam.FlatMap(lambda element: element[1].key_ids)
         assert_that(key_ids, equal_to(["1", "3"]), label="GoodDrawings")
@@ -58,6 +60,87 @@ def test_read_drawings_splits_good_bad_and_counts(tmp_path):
         )
 
 
+def test_reading_stops_at_the_quota_of_a_files_category(tmp_path):
+    config = PipelineConfig(
+        output_dir=str(tmp_path), split="first", train_per_class=2, eval_per_class=1
+    )
+    lines = [
+        _line(key_id="1"),
+        BAD_LINES["not_an_object"],
+        _line(key_id="2", recognized=False),
+        _line(key_id="3"),
+        _line(key_id="4"),
+    ]
+    stream = io.BytesIO(b"".join(lines))
+    batches = list(reading.read_batches(stream, config, "cat"))
+    # Three lines hold two good drawings, so the next read asks for one line only.
+    assert [batch.lines_read for batch in batches] == [3, 1]
+    assert [bad.line_number for bad in batches[0].bad] == [2]
+    assert [batch.drawings.key_ids for batch in batches] == [["1", "2"], ["3"]]
+    assert batches[1].counts() == {"lines_read": 1, "bad_lines": {}, "not_selected": {}}
+    assert batches[0].counts()["bad_lines"] == {"not_an_object": 1}
+    assert stream.read() == lines[4]  # never read
+
+
+def test_select_names_why_each_drawing_is_left_out():
+    words = ["cat", "dog", "cat", "cat", "cat"]
+    lines = [(i + 1, _line(key_id=str(i), word=word)) for i, word in enumerate(words)]
+    lines[2] = (3, _line(key_id="2", recognized=False))
+    batch, _ = drawings.convert_lines(lines, 100)
+    taken = collections.Counter({"cat": 1})
+    keep, not_selected = reading.select(batch, {"cat"}, True, 3, taken)
+    assert keep.tolist() == [True, False, False, True, False]
+    assert not_selected == {"other_category": 1, "unrecognized": 1, "over_quota": 1}
+    assert taken == {"cat": 3}
+    keep, not_selected = reading.select(batch, None, False, None, collections.Counter())
+    assert keep.all() and not_selected == {}
+
+
+def test_an_empty_or_damaged_file_gets_a_record_of_its_own():
+    assert reading.file_errors("a.ndjson", 3, None) == ({}, [])
+    counts, [record] = reading.file_errors("a.ndjson", 0, None)
+    assert counts == {"empty_files": ["a.ndjson"]}
+    assert json.loads(record)["reason"] == "empty_file"
+    counts, [record] = reading.file_errors("b.ndjson.gz", 7, zlib.error("bad data"))
+    assert counts == {"damaged_files": ["b.ndjson.gz"]}
+    assert json.loads(record) == {
+        "source": "b.ndjson.gz",
+        "line_number": None,
+        "reason": "damaged_file",
+        "description": "the file cannot be read after line 7: bad data",
+        "line": "",
+    }
+
+
+def test_by_shard_groups_a_batch_by_split_and_shard_in_batch_order():
+    batch = _batch(["a", "b", "c", "d"])
+    batch.points[:, :2] += np.arange(len(batch.points))[:, None]  # tell the drawings apart
+    split_ids = np.array([splits.TRAIN, splits.EVAL, splits.BEYOND_QUOTA, splits.TRAIN])
+    keys = np.array([4, 3, 8, 2], dtype=np.uint64)
+    grouped = sharding.by_shard(batch, split_ids, keys, 2)
+    assert [shard_key for shard_key, _ in grouped] == [("train", 0), ("eval", 1)]
+    train, evaluate = grouped[0][1], grouped[1][1]
+    assert train.key_ids == ["a", "d"] and train.sort_keys.tolist() == [4, 2]
+    assert evaluate.key_ids == ["b"] and evaluate.sort_keys.tolist() == [3]
+    np.testing.assert_array_equal(
+        train.points, np.concatenate([batch.points_of(0), batch.points_of(3)])
+    )
+    np.testing.assert_array_equal(evaluate.points, batch.points_of(1))
+    assert train.counts.tolist() == [3, 3] and len(train.times) == 6
+
+
+def test_written_counts_count_each_word_and_split():
+    batch = _batch(["a", "b", "c", "d"])
+    batch.words[1] = "dog"
+    split_ids = np.array([splits.TRAIN, splits.EVAL, splits.BEYOND_QUOTA, splits.TRAIN])
+    assert sharding.written_counts(batch, split_ids) == {
+        "written": {"cat": {"train": 2}, "dog": {"eval": 1}},
+        "lengths": {"2": 3},  # three points, two rows of ink each
+        "written_ink": {"raw": 0, "simplified": 3},
+        "not_selected": {"over_quota": 1},
+    }
+
+
 def test_assign_shards_by_hash_is_deterministic_and_complete(tmp_path):
     config = PipelineConfig(output_dir=str(tmp_path), split="hash", num_shards=3, eval_fraction=0.5)
     key_ids = [str(1000 + i) for i in range(200)]
@@ -71,9 +154,7 @@ def test_assign_shards_by_hash_is_deterministic_and_complete(tmp_path):
     assert all(key % 3 == shard for (_, shard), key in expected)
 
     with _pipeline() as pipeline:
-        shard_chunks = (
-            pipeline | beam.Create([(0, batch)]) | transforms.AssignShards(config)
-        ).chunks
+        shard_chunks = (pipeline | beam.Create([(0, batch)]) | sharding.AssignShards(config)).chunks
         flat = shard_chunks | beam.FlatMap(
             lambda kv: [(kv[0], key) for key in chunks.unpack(kv[1])[0]]
         )
@@ -82,7 +163,7 @@ def test_assign_shards_by_hash_is_deterministic_and_complete(tmp_path):
 
 def _run_to_shards(config, batch, cutoffs=None, batches=1, flush_drawings=None):
     """ToShardsFn's main outputs for `batches` copies of `batch` in one bundle."""
-    fn = transforms.ToShardsFn(config)
+    fn = sharding.ToShardsFn(config)
     if flush_drawings:
         fn.FLUSH_DRAWINGS = flush_drawings
     fn.start_bundle()
@@ -110,7 +191,7 @@ def test_first_positions_keeps_the_earliest_per_category():
         result = (
             pipeline
             | beam.Create([("cat", [(1, 5), (0, 9)]), ("cat", [(0, 2), (2, 1)]), ("dog", [(3, 3)])])
-            | beam.CombinePerKey(transforms.FirstPositionsFn(3))
+            | beam.CombinePerKey(sharding.FirstPositionsFn(3))
         )
         assert_that(result, equal_to([("cat", [(0, 2), (0, 9), (1, 5)]), ("dog", [(3, 3)])]))
 
@@ -121,11 +202,9 @@ def test_first_split_assigns_by_position(tmp_path):
     )
     cats = _batch(["a", "b", "c", "d"])  # line numbers 1..4 in file 0
     with _pipeline() as pipeline:
-        shard_chunks = (
-            pipeline | beam.Create([(0, cats)]) | transforms.AssignShards(config)
-        ).chunks
-        splits = shard_chunks | beam.FlatMap(lambda kv: [kv[0][0] for _ in chunks.unpack(kv[1])[0]])
-        assert_that(splits, equal_to(["train", "train", "eval"]))
+        shard_chunks = (pipeline | beam.Create([(0, cats)]) | sharding.AssignShards(config)).chunks
+        names = shard_chunks | beam.FlatMap(lambda kv: [kv[0][0] for _ in chunks.unpack(kv[1])[0]])
+        assert_that(names, equal_to(["train", "train", "eval"]))
 
 
 def test_write_shards_sorts_by_key_and_writes_every_shard(tmp_path):
@@ -135,7 +214,13 @@ def test_write_shards_sorts_by_key_and_writes_every_shard(tmp_path):
     def chunk(keys, words):
         counts = np.full(len(keys), 2)
         return chunks.pack(
-            keys, words, [f"id{k}" for k in keys], counts, points[: 2 * len(keys)], chunks.COMPACT
+            chunks.ShardDrawings(
+                np.array(keys, np.uint64),
+                words,
+                [f"id{k}" for k in keys],
+                counts,
+                points[: 2 * len(keys)],
+            )
         )
 
     with _pipeline() as pipeline:
@@ -143,7 +228,7 @@ def test_write_shards_sorts_by_key_and_writes_every_shard(tmp_path):
         shard_chunks = pipeline | "Chunks" >> beam.Create(
             [(("train", 0), chunk([4, 2], ["dog", "cat"])), (("train", 0), chunk([3], ["dog"]))]
         )
-        paths = shard_chunks | transforms.WriteShards(config, classes)
+        paths = shard_chunks | writing.WriteShards(config, classes)
         assert_that(
             paths | beam.Map(lambda p: p.rsplit("/", 1)[1]),
             equal_to(
