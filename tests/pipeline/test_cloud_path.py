@@ -23,9 +23,7 @@ from tests.conftest import REPO, shared_quickdraw_or_skip
 from tests.support.gcs_emulator import (
     GUARD_LOG_VARIABLE,
     PROJECT,
-    GcsEmulator,
-    NetworkGuard,
-    emulated_gcs_environment,
+    guarded_emulator,
     write_network_guard,
 )
 from tests.support.trainer_fixtures import trainer_env
@@ -95,14 +93,7 @@ class CountingRelay:
 def gcs(tmp_path_factory):
     """The emulator, holding a few of the public bucket's files under their own names."""
     simplified = shared_quickdraw_or_skip() / "simplified"
-    directory = tmp_path_factory.mktemp("gcs")
-    guard = NetworkGuard()
-    with (
-        GcsEmulator(log_path=directory / "emulator.log") as emulator,
-        emulated_gcs_environment(emulator, directory),
-        guard.installed(),
-    ):
-        emulator.create_bucket(BUCKET)
+    with guarded_emulator(tmp_path_factory.mktemp("gcs"), BUCKET) as (emulator, guard):
         for name in CATEGORIES:
             path = simplified / f"{name}.ndjson"
             emulator.upload_file(BUCKET, f"{PREFIX}/{name}.ndjson", path)

@@ -29,7 +29,7 @@ from tests.support.gcs_emulator import (
     PROJECT,
     GcsEmulator,
     NetworkGuard,
-    emulated_gcs_environment,
+    guarded_emulator,
     write_network_guard,
 )
 
@@ -67,14 +67,7 @@ class Gcs:
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
     """A running emulator, and the environment that points Beam at it, for this module."""
-    directory = tmp_path_factory.mktemp("gcs")
-    guard = NetworkGuard()
-    with (
-        GcsEmulator(log_path=directory / "emulator.log") as emulator,
-        emulated_gcs_environment(emulator, directory),
-        guard.installed(),
-    ):
-        emulator.create_bucket(BUCKET)
+    with guarded_emulator(tmp_path_factory.mktemp("gcs"), BUCKET) as (emulator, guard):
         yield Gcs(emulator, guard)
 
 

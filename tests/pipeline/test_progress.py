@@ -81,18 +81,16 @@ def assert_final_line_matches_stats(counts: list[tuple[int, ...]], output: Path)
     )
 
 
-def test_a_local_run_logs_its_progress_every_interval(input_dir, tmp_path, caplog):
+def logged_run(input_dir: Path, output: Path, caplog, *flags: str) -> list[tuple[int, ...]]:
+    """Runs the pipeline in this process on `input_dir`; returns its progress lines' counts."""
     caplog.set_level(logging.INFO)
+    run([f"--input={input_dir}/*.ndjson", f"--output_dir={output}", "--split=hash", *flags])
+    return progress_counts([record.getMessage() for record in caplog.records])
+
+
+def test_a_local_run_logs_its_progress_every_interval(input_dir, tmp_path, caplog):
     output = tmp_path / "out"
-    run(
-        [
-            f"--input={input_dir}/*.ndjson",
-            f"--output_dir={output}",
-            "--split=hash",
-            "--progress_every=0.05",
-        ]
-    )
-    counts = progress_counts([record.getMessage() for record in caplog.records])
+    counts = logged_run(input_dir, output, caplog, "--progress_every=0.05")
     assert len(counts) >= 3, counts  # lines while it ran, and the final one
     for column in range(6):
         assert [line[column] for line in counts] == sorted(line[column] for line in counts)
@@ -103,19 +101,9 @@ def test_a_local_run_logs_its_progress_every_interval(input_dir, tmp_path, caplo
 
 
 def test_progress_counts_the_work_of_worker_processes(input_dir, tmp_path, caplog):
-    caplog.set_level(logging.INFO)
     output = tmp_path / "out"
-    run(
-        [
-            f"--input={input_dir}/*.ndjson",
-            f"--output_dir={output}",
-            "--split=hash",
-            "--progress_every=0.2",
-            "--direct_num_workers=2",
-            "--direct_running_mode=multi_processing",
-        ]
-    )
-    counts = progress_counts([record.getMessage() for record in caplog.records])
+    workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    counts = logged_run(input_dir, output, caplog, "--progress_every=0.2", *workers)
     assert_final_line_matches_stats(counts, output)
 
 

@@ -64,23 +64,20 @@ def small_input(quickdraw, tmp_path) -> Path:
     return folder
 
 
+def convert(input_glob: str, out, *flags: str):
+    """`python -m pipeline` in this process, from `input_glob` into `out`, with `flags`."""
+    return run(["--input", input_glob, "--output_dir", str(out), *flags])
+
+
 def test_first_split_takes_the_first_drawings_in_file_order(small_input, tmp_path):
     out = tmp_path / "out"
-    run(
-        [
-            "--input",
-            f"{small_input}/*.ndjson",
-            "--output_dir",
-            str(out),
-            "--categories",
-            "bear,hot dog,The Eiffel Tower",
-            "--train_per_class",
-            "20",
-            "--eval_per_class",
-            "4",
-            "--num_shards",
-            "3",
-        ]
+    convert(
+        f"{small_input}/*.ndjson",
+        out,
+        "--categories=bear,hot dog,The Eiffel Tower",
+        "--train_per_class=20",
+        "--eval_per_class=4",
+        "--num_shards=3",
     )
 
     classes = (out / "training.tfrecord.classes").read_text().splitlines()
@@ -123,19 +120,12 @@ def test_first_split_takes_the_first_drawings_in_file_order(small_input, tmp_pat
 
 def test_a_short_category_gives_what_it_has_and_reports_the_shortfall(small_input, tmp_path):
     out = tmp_path / "out"
-    run(
-        [
-            "--input",
-            f"{small_input}/*.ndjson",
-            "--output_dir",
-            str(out),
-            "--categories",
-            "sock,The Eiffel Tower",
-            "--train_per_class",
-            "20",
-            "--eval_per_class",
-            "200",
-        ]
+    convert(
+        f"{small_input}/*.ndjson",
+        out,
+        "--categories=sock,The Eiffel Tower",
+        "--train_per_class=20",
+        "--eval_per_class=200",
     )
     stats = stats_of(out)
     # sock has 150 drawings, The Eiffel Tower 25: everything is read and used.
@@ -221,21 +211,13 @@ def test_first_split_over_mixed_files_follows_file_then_line_order(quickdraw, tm
     )
     (folder / "b.ndjson").write_bytes(b"".join(bears[6:20] + dogs[6:20]))
     out = tmp_path / "out"
-    run(
-        [
-            "--input",
-            f"{folder}/*.ndjson",
-            "--output_dir",
-            str(out),
-            "--categories",
-            "bear",
-            "--train_per_class",
-            "8",
-            "--eval_per_class",
-            "2",
-            "--num_shards",
-            "2",
-        ]
+    convert(
+        f"{folder}/*.ndjson",
+        out,
+        "--categories=bear",
+        "--train_per_class=8",
+        "--eval_per_class=2",
+        "--num_shards=2",
     )
     train, evaluation = read_split(out, "train"), read_split(out, "eval")
     bear_ids = [json.loads(line)["key_id"] for line in bears]
@@ -248,31 +230,9 @@ def test_first_split_over_mixed_files_follows_file_then_line_order(quickdraw, tm
 
 def test_hash_split_does_not_move_a_drawing_when_files_are_added(small_input, tmp_path):
     first = tmp_path / "first"
-    run(
-        [
-            "--input",
-            f"{small_input}/[bh]*.ndjson",
-            "--output_dir",
-            str(first),
-            "--split",
-            "hash",
-            "--eval_fraction",
-            "0.2",
-        ]
-    )
+    convert(f"{small_input}/[bh]*.ndjson", first, "--split=hash", "--eval_fraction=0.2")
     second = tmp_path / "second"
-    run(
-        [
-            "--input",
-            f"{small_input}/*.ndjson",
-            "--output_dir",
-            str(second),
-            "--split",
-            "hash",
-            "--eval_fraction",
-            "0.2",
-        ]
-    )
+    convert(f"{small_input}/*.ndjson", second, "--split=hash", "--eval_fraction=0.2")
     first_eval = {r["key_id"] for r in read_split(first, "eval")}
     second_eval = {r["key_id"] for r in read_split(second, "eval")}
     first_train = {r["key_id"] for r in read_split(first, "train")}

@@ -262,6 +262,20 @@ class NetworkGuard:
             socket.socket.connect_ex = original_connect_ex
 
 
+@contextlib.contextmanager
+def guarded_emulator(directory: Path, bucket: str):
+    """A running emulator holding `bucket`, the environment that points Beam and
+    google-cloud-storage at it, and a NetworkGuard installed: yields (emulator, guard)."""
+    guard = NetworkGuard()
+    with (
+        GcsEmulator(log_path=directory / "emulator.log") as emulator,
+        emulated_gcs_environment(emulator, directory),
+        guard.installed(),
+    ):
+        emulator.create_bucket(bucket)
+        yield emulator, guard
+
+
 _SITECUSTOMIZE = '''\
 """Test-only: refuses network calls outside loopback and logs them (tests/support)."""
 import os
