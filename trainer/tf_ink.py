@@ -5,7 +5,7 @@ The exported model takes drawings as users produce them, absolute points, and mu
 classifier exactly what the pipeline wrote into the TFRecords: `ink_from_points` and
 `log_aspect_from_points` repeat `quickdraw.ink.normalize`, `quickdraw.ink.deltas` and
 `quickdraw.ink.log_aspect` step by step, in float32 and in the same order, so the two agree to
-the last bit (the logarithm to within a rounding step); `tests/test_trainer_export.py` holds
+the last bit (the logarithm to within a rounding step); `tests/trainer/test_export.py` holds
 them equal on real drawings. Training's distortions (`trainer.augment`) and the model's
 layers (`trainer.layers`, `trainer.raster`) scale and bound points with the same `bounds` and
 `normalize`; the distortions work on the points of `points_from_deltas`, numbered by stroke

@@ -4,7 +4,7 @@ optimizer update, on every replica of the distribution strategy.
 `make_train_steps` returns a `tf.function` that runs several steps in one call, so that the
 loop in `trainer.train` comes back to Python only when it has something to do (log, save a
 checkpoint, evaluate). Two replicas take the very steps one replica takes
-(`tests/replica_steps.py`).
+(`tests/support/replica_steps.py`).
 """
 
 from __future__ import annotations

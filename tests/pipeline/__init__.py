@@ -1,0 +1,1 @@
+"""Tests of the Beam pipeline: transforms, whole runs, gs://, progress, the Flex template."""

@@ -1,0 +1,1 @@
+"""Tests of serving: the server, its page in Chromium, its container, deployment."""

@@ -1,0 +1,1 @@
+"""Tests of the trainer: input, model, training, evaluation, export, report, predict, submit."""
