@@ -50,6 +50,10 @@ def main(argv=None) -> None:
         print("\n== Pipeline: raw ink against the same drawings simplified ==", flush=True)
         results = pipeline_bench.run_raw(repeats=args.repeats, log=lambda m: print(m, flush=True))
         print(pipeline_bench.raw_table(results))
+    if args.only in (None, "trainer", "serve", "gpu"):
+        from trainer import quiet_start
+
+        quiet_start.import_tensorflow()  # without its start-up lines on a machine without a GPU
     if args.only in (None, "trainer"):
         print("\n== Trainer: input pipeline and serving, on this CPU ==", flush=True)
         results = trainer_bench.run(repeats=args.repeats, log=lambda m: print(m, flush=True))

@@ -8,9 +8,9 @@ drawings of the 26 default categories, one drawing per request:
 
   direct, 1:  the SavedModel called in a fresh process, one drawing per call, back to back
               (the limit for one client);
-  server, 1:  one client, requests back to back on one kept-alive connection;
+  server, 1:  one client process, requests back to back on one kept-alive connection;
   direct, 8:  the SavedModel on 8 drawings per call (the limit for 8 clients, batched);
-  server, 8:  8 clients at once, each on its own connection.
+  server, 8:  8 client processes at once, each on its own connection.
 
 Within a round the direct calls and the server's requests take turns in CHUNKS chunks, each
 bounded in count and in time (CHUNK_SECONDS), so that both meet the same machine. Then Chromium
@@ -24,11 +24,11 @@ import contextlib
 import http.client
 import itertools
 import multiprocessing
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -111,56 +111,82 @@ def _summary(times_ms: list[float], rate: float) -> dict:
     }
 
 
-def load(port: int, bodies: list[bytes], clients: int, requests: int) -> tuple[list[float], float]:
-    """`clients` threads sending one-drawing requests back to back, each on one kept-alive
-    connection, until `requests` answers or CHUNK_SECONDS have passed. Returns each request's
-    milliseconds and the wall-clock seconds of the whole."""
-    times: list[float] = []
-    lock, failures = threading.Lock(), []
-    deadline = time.perf_counter() + CHUNK_SECONDS
+def load(pool, port: int, bodies: list[bytes], clients: int, requests: int):
+    """`clients` client processes (from `pool`) sending one-drawing requests back to back, each
+    on one kept-alive connection, `requests` in all or until CHUNK_SECONDS have passed. Returns
+    each request's milliseconds and the wall-clock seconds of the whole.
 
-    def client(offset: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Content-Type": "application/json"}
-        for body in itertools.islice(itertools.cycle(bodies), offset, None):
-            with lock:
-                if len(times) >= requests or time.perf_counter() > deadline:
-                    break
-            started = time.perf_counter()
-            connection.request("POST", "/predict", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            elapsed = (time.perf_counter() - started) * 1000
-            with lock:
-                times.append(elapsed)
-                if response.status != 200:
-                    failures.append(response.status)
-        connection.close()
-
-    threads = [
-        threading.Thread(target=client, args=(index * 7,), daemon=True) for index in range(clients)
+    Each client writes the request's bytes and reads the answer on a plain socket: a client
+    that parsed HTTP with `http.client` would spend about as much CPU per request as the
+    server does, on the same two cores, and the figures would be the client's."""
+    deadline = time.monotonic() + CHUNK_SECONDS
+    requests_bytes = [_request_bytes(port, body) for body in bodies]
+    work = [
+        (port, requests_bytes, index * 7, requests // clients, deadline) for index in range(clients)
     ]
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = pool.map(_client, work)
     wall = time.perf_counter() - started
+    failures = [status for _, statuses in results for status in statuses if status != 200]
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed: statuses {sorted(set(failures))}")
-    return times, wall
+    return [elapsed for times, _ in results for elapsed in times], wall
+
+
+def _request_bytes(port: int, body: bytes) -> bytes:
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _client(work) -> tuple[list[float], list[int]]:
+    """One client process: (milliseconds of each request, their statuses)."""
+    port, requests_bytes, offset, count, deadline = work
+    times, statuses, buffer = [], [], b""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for index in range(count):
+            if time.monotonic() > deadline:
+                break
+            started = time.perf_counter()
+            connection.sendall(requests_bytes[(offset + index) % len(requests_bytes)])
+            status, buffer = _read_answer(connection, buffer)
+            times.append((time.perf_counter() - started) * 1000)
+            statuses.append(status)
+    return times, statuses
+
+
+def _read_answer(connection, buffer: bytes) -> tuple[int, bytes]:
+    """The status of the next answer on `connection`, and the bytes read past its body."""
+    while b"\r\n\r\n" not in buffer:
+        buffer += _received(connection)
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        rest += _received(connection)
+    return int(head[9:12]), rest[length:]
+
+
+def _received(connection) -> bytes:
+    chunk = connection.recv(65536)
+    if not chunk:
+        raise ConnectionError("the server closed the connection")
+    return chunk
 
 
 @contextlib.contextmanager
-def server(model_dir: str, directory: Path):
-    """`python -m trainer.serve` on a free port of 127.0.0.1, until the block ends."""
-    import socket
-
+def server(command: list[str], log_path: Path):
+    """`command` (a server taking `--port`) on a free port of 127.0.0.1, until the block ends."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = open(directory / "server.log", "wb")
-    command = [sys.executable, "-m", "trainer.serve", "--model_dir", model_dir]
+    log = open(log_path, "wb")
     process = subprocess.Popen(
         [*command, "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT
     )
@@ -168,7 +194,7 @@ def server(model_dir: str, directory: Path):
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"the server exited: {(directory / 'server.log').read_text()}")
+                raise RuntimeError(f"the server exited: {log_path.read_text()}")
             with contextlib.suppress(OSError):
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 connection.request("GET", "/health")
@@ -220,20 +246,23 @@ def page_latencies(port: int, drawings: list, directory: Path) -> list[float] | 
     return latencies
 
 
-def _round(port: int, bodies: list[bytes], pool) -> dict:
-    """One round: for 1 and for 8 clients, direct chunks and server chunks in turn."""
+def _round(port: int, instant_port: int, bodies: list[bytes], pool, clients_pool) -> dict:
+    """One round: for 1 and for 8 clients, direct chunks and server chunks in turn; then one
+    client of the server around an instant model."""
     figures = {}
     for clients in (1, 8):
         direct_times, served_times, served_wall = [], [], 0.0
         requests = REQUESTS_PER_CHUNK[clients]
         for _ in range(CHUNKS):
             direct_times += pool.apply(_direct_chunk, (clients, requests // clients))
-            times, wall = load(port, bodies, clients, requests)
+            times, wall = load(clients_pool, port, bodies, clients, requests)
             served_times += times
             served_wall += wall
         drawings_per_s = clients * len(direct_times) / (sum(direct_times) / 1000)
         figures[f"direct_{clients}"] = _summary(direct_times, drawings_per_s)
         figures[f"server_{clients}"] = _summary(served_times, len(served_times) / served_wall)
+    times, wall = load(clients_pool, instant_port, bodies, 1, REQUESTS_PER_CHUNK[1])
+    figures["instant_1"] = _summary(times, len(times) / wall)
     figures["overhead"] = figures["server_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
     figures["scaling"] = figures["server_8"]["rate"] / figures["server_1"]["rate"]
     return figures
@@ -249,13 +278,18 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
             model_dir = str(_export_local_preset(directory / "model"))
             log(f"model: the local preset's architecture, exported to {model_dir}")
         context = multiprocessing.get_context("spawn")
+        serve = [sys.executable, "-m", "trainer.serve", "--model_dir", model_dir]
+        instant = [sys.executable, "-m", "bench.instant_server"]
         with (
-            server(model_dir, directory) as port,
+            server(serve, directory / "server.log") as port,
+            server(instant, directory / "instant_server.log") as instant_port,
             context.Pool(1, initializer=_load_direct, initargs=(model_dir, drawings)) as pool,
+            context.Pool(8) as clients_pool,
         ):
-            load(port, bodies[:WARMUP_REQUESTS], 1, WARMUP_REQUESTS)
+            load(clients_pool, port, bodies[:WARMUP_REQUESTS], 1, WARMUP_REQUESTS)
+            load(clients_pool, instant_port, bodies[:WARMUP_REQUESTS], 1, WARMUP_REQUESTS)
             for round_number in range(1, repeats + 1):
-                rounds.append(_round(port, bodies, pool))
+                rounds.append(_round(port, instant_port, bodies, pool, clients_pool))
                 figures = ", ".join(
                     f"{name} {rounds[-1][name]['rate']:.0f}/s p50 {rounds[-1][name]['p50_ms']:.1f} "
                     f"p99 {rounds[-1][name]['p99_ms']:.0f} ms"
@@ -267,7 +301,7 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
             )
     results = {
         name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
-        for name in ("direct_1", "server_1", "direct_8", "server_8")
+        for name in ("direct_1", "server_1", "direct_8", "server_8", "instant_1")
     }
     for name in ("overhead", "scaling"):
         results[name] = statistics.median(r[name] for r in rounds)
@@ -285,6 +319,7 @@ def table(results: dict) -> str:
         "server_1": ("trainer.serve over loopback, 1 drawing per request", "1"),
         "direct_8": ("SavedModel in-process, 8 drawings per call (drawings/s)", "8 batched"),
         "server_8": ("trainer.serve over loopback, 1 drawing per request", "8"),
+        "instant_1": ("its app around an instant model (bench.instant_server)", "1"),
     }
     for name, (label, clients) in labels.items():
         figures = results[name]
@@ -295,7 +330,8 @@ def table(results: dict) -> str:
     rows += [
         "",
         f"Server overhead at 1 client (p50 over the direct call's): {results['overhead']:+.0%} "
-        "(target: at most +20%).",
+        "(target: at most +20%); the server's own handling of a request, measured around an "
+        f"instant model: {results['instant_1']['p50_ms']:.2f} ms.",
         f"8 clients over 1: {results['scaling']:.2f}x the requests/s (target: at least 2x); "
         f"p99 at 8 clients {results['server_8']['p99_ms']:.1f} ms (target: under 100 ms).",
         "Medians over the rounds of each figure, and of each round's own ratios; within a round",

@@ -77,9 +77,16 @@ def _structure(record, max_points: int):
     return word, key_id, recognized, xs, ys, stroke_lengths
 
 
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def _coordinates(values: list) -> np.ndarray:
-    """float32 coordinates, or Reject. Slow path: one drawing at a time."""
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+    """float32 coordinates, or Reject. Slow path: one drawing at a time. The set of the
+    values' types is taken in one C loop; only where it holds another type (bool is a type of
+    its own) is each value looked at, so that subclasses of int and float still count."""
+    if not _NUMBER_TYPES.issuperset(map(type, values)) and any(
+        isinstance(v, bool) or not isinstance(v, (int, float)) for v in values
+    ):
         raise Reject("non_numeric_coordinate")
     with np.errstate(over="ignore"):
         array = np.array(values, dtype=np.float64).astype(np.float32)
@@ -211,12 +218,14 @@ def _by_format(parsed: list, max_points: int, ink_format: str, bad: list, carefu
             bad.append(BadLine(item[0], reason, item[2]))
         else:
             (raw if timed else simplified).append(item)
-    batches = [_line_by_line([], max_points, bad)]  # empty: the batch when no line is good
+    batches = []
     if simplified:
         batch = None if careful else _whole_batch(simplified, max_points)
         batches.append(batch if batch is not None else _line_by_line(simplified, max_points, bad))
     if raw:
         batches.append(raw_lines.convert(raw, max_points, bad, careful))
+    if not batches:
+        return _line_by_line([], max_points, bad)  # empty: no line is good
     return in_line_order(batches) if len(batches) > 1 else batches[0]
 
 

@@ -61,16 +61,20 @@ def test_predict_classifies_a_sample_of_every_class(all_classes_run):
     assert "a word the model does not know" not in all_classes_run.log
 
 
+# What TensorFlow prints at start on a machine without a GPU, which no entry point shows.
+START_NOISE = (
+    "failed call to cuInit",
+    "absl::InitializeLog",
+    "Could not find cuda drivers",
+    "Sharding callback duration",
+    "oneDNN custom operations are on",
+)
+
+
 def test_tensorflow_starts_quietly_on_a_machine_without_a_gpu(all_classes_run):
     log = all_classes_run.log
     assert "training from step 0 to 6" in log  # the trainer's own lines are there
-    for noise in (
-        "failed call to cuInit",
-        "absl::InitializeLog",
-        "Could not find cuda drivers",
-        "Sharding callback duration",
-        "oneDNN custom operations are on",
-    ):
+    for noise in START_NOISE:
         assert noise not in log, noise
 
 
@@ -107,6 +111,10 @@ def test_the_server_ranks_every_class(all_classes_run, server):
     body["parameters"]["top_k"] = CLASSES + 1
     status, answer = predict(server.port, body)
     assert status == 400 and str(CLASSES) in answer["error"], answer
+    log = server.log_path.read_text(errors="replace")
+    assert "serving on http://127.0.0.1" in log  # the server's own lines are there
+    for noise in START_NOISE:
+        assert noise not in log, noise
 
 
 def test_the_page_names_all_the_classes(all_classes_run, server, browser):

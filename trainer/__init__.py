@@ -4,6 +4,7 @@
 Modules, in the order a reader meets them:
 
   config      flags -> one frozen Config (`python -m trainer --help`)
+  quiet_start TensorFlow's start without its start-up chatter on a machine without a GPU
   checks      bad input as one line that says what to do: files, classes, records
   data        tf.data from TFRecord globs, bucketed by length
   augment     random distortions of training batches
@@ -29,6 +30,7 @@ Modules, in the order a reader meets them:
   predict     `python -m trainer.predict`: classify ndjson drawings with the export
   serve       `python -m trainer.serve`: the export over HTTP (Vertex AI's API) and a page
   serving/    the server's request protocol, batching, Starlette app and page
+  vertex      what submit and deploy share about Vertex AI
   submit      `python -m trainer.submit`: training jobs on Vertex AI
   deploy      `python -m trainer.deploy`: the export on a Vertex AI endpoint
 """

@@ -320,8 +320,10 @@ def main(argv=None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    from trainer import quiet_start
     from trainer.config import resolve_path
 
+    quiet_start.import_tensorflow()  # without its start-up lines on a machine without a GPU
     data_dir = resolve_path(args.data_dir) if args.data_dir else None
     try:
         path = build(resolve_path(args.model_dir), data_dir)

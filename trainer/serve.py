@@ -165,6 +165,9 @@ def main(argv=None) -> None:
             )
         port = _port(args.port)
         settings = settings_from(args)
+        from trainer import quiet_start
+
+        quiet_start.import_tensorflow()  # without its start-up lines on a machine without a GPU
         classifier = load_classifier(model_dir, args.signature)
     except UsageError as error:
         parser.error(str(error))
