@@ -6,8 +6,8 @@ not change the cost) or `--model_dir`'s, served by `python -m trainer.serve` (it
 signature, `single_view`) on 127.0.0.1. In each of `--repeats` rounds, on real simplified
 drawings of the 26 default categories, one drawing per request:
 
-  direct, 1:  the SavedModel called in a fresh process, one drawing per call, back to back
-              (the limit for one client);
+  direct, 1:  the SavedModel called in a fresh process, one drawing per call, back to back,
+              with the server's --model_threads (the limit for one client);
   server, 1:  one client process, requests back to back on one kept-alive connection;
   direct, 8:  the SavedModel on 8 drawings per call (the limit for 8 clients, batched);
   server, 8:  8 client processes at once, each on its own connection.
@@ -78,8 +78,12 @@ _DIRECT: dict = {}
 
 def _load_direct(model_dir: str, drawings: list) -> None:
     from quickdraw.drawings import drawing_points
-    from trainer import serve
+    from trainer import quiet_start, serve
 
+    quiet_start.import_tensorflow()
+    # The server's own setting: on this model and machine one drawing's call is no faster on
+    # every core than on the cores less one (see docs/serving.md).
+    serve.set_model_threads(serve.default_model_threads())
     _DIRECT["classifier"] = serve.load_classifier(model_dir, "single_view")
     _DIRECT["points"] = [drawing_points(drawing, 20_000) for drawing in drawings]
     _DIRECT["next"] = 0

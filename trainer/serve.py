@@ -37,6 +37,19 @@ MAX_INSTANCES = 64
 MAX_BODY_BYTES = 1_500_000
 
 
+def default_model_threads() -> int:
+    """The cores less one, at least one: a model call that wants every core waits for the one
+    the event loop is busy on (parsing the next request, answering the last)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def set_model_threads(threads: int) -> None:
+    """Caps the threads one TensorFlow op may use; before TensorFlow runs anything."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+
+
 def make_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="python -m trainer.serve",
@@ -64,6 +77,13 @@ def make_parser() -> cli.ArgumentParser:
         default=5.0,
         help="under load, how long a model call may wait for the clients it just answered "
         "(0: never wait)",
+    )
+    parser.add_argument(
+        "--model_threads",
+        type=cli.positive_int,
+        default=default_model_threads(),
+        help="threads one model call may use (default: the cores less one, which are left "
+        "to the server's own work and the clients beside it)",
     )
     parser.add_argument(
         "--max_instances", type=cli.positive_int, default=MAX_INSTANCES, help="per request"
@@ -168,6 +188,7 @@ def main(argv=None) -> None:
         from trainer import quiet_start
 
         quiet_start.import_tensorflow()  # without its start-up lines on a machine without a GPU
+        set_model_threads(args.model_threads)
         classifier = load_classifier(model_dir, args.signature)
     except UsageError as error:
         parser.error(str(error))

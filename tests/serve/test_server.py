@@ -106,8 +106,8 @@ def test_concurrent_requests_get_their_own_answers(server, drawings):
 
 
 def test_the_batcher_gives_one_model_call_to_requests_that_wait_together():
-    """The first request holds the model until the other 15 have queued: they share the next
-    call, at most `max_batch_size` drawings each, and each gets its own rows back."""
+    """The first two requests hold the model until the other 14 have queued: they share the
+    next calls, at most `max_batch_size` drawings each, and each gets its own rows back."""
     calls, release = [], threading.Event()
 
     def classify(points):
@@ -118,26 +118,49 @@ def test_the_batcher_gives_one_model_call_to_requests_that_wait_together():
 
     async def run():
         batcher = Batcher(classify, max_batch_size=10)
-        first = asyncio.ensure_future(batcher.classify([np.full((2, 3), 0.0)]))
+        first = [
+            asyncio.ensure_future(batcher.classify([np.full((2, 3), float(value))]))
+            for value in range(2)
+        ]
         await asyncio.sleep(0.05)  # the first call is running
         rest = [
             asyncio.ensure_future(batcher.classify([np.full((2, 3), float(value))]))
-            for value in range(1, 16)
+            for value in range(2, 16)
         ]
         await asyncio.sleep(0.05)
         release.set()
-        results = await asyncio.gather(first, *rest)
+        results = await asyncio.gather(*first, *rest)
         batcher.close()
         return results
 
     results = asyncio.run(run())
-    assert calls == [1, 10, 5]
+    assert calls == [2, 10, 4]
     assert [float(result[0, 0]) for result in results] == list(range(16))
 
 
-def gathered_calls(wait_ms: float, client_returns: bool) -> list[int]:
-    """Drawings per model call when A runs alone while B and C queue, and A's client sends
-    its next request (A2) as soon as it has its answer (if `client_returns`)."""
+def test_a_lone_request_runs_on_the_event_loop_and_requests_together_on_the_model_thread():
+    threads = []
+
+    def classify(points):
+        threads.append((len(points), threading.current_thread().name))
+        return np.zeros((len(points), 2))
+
+    async def run():
+        batcher = Batcher(classify, max_batch_size=64)
+        point = [np.zeros((2, 3))]
+        await batcher.classify(point)
+        await asyncio.gather(batcher.classify(point), batcher.classify(point))
+        batcher.close()
+
+    asyncio.run(run())
+    assert threads[0] == (1, threading.main_thread().name)
+    assert threads[1][0] == 2 and threads[1][1].startswith("model")
+
+
+def gathered_calls(wait_ms: float, clients_return: bool) -> list[int]:
+    """Drawings per model call when clients A and A' share a call while B and C queue, and
+    A and A' send their next requests as soon as they have their answers (if
+    `clients_return`)."""
     calls, release = [], threading.Event()
 
     def classify(points):
@@ -152,15 +175,15 @@ def gathered_calls(wait_ms: float, client_returns: bool) -> list[int]:
 
         async def client_a():
             await batcher.classify(point)
-            if client_returns:
+            if clients_return:
                 await batcher.classify(point)
 
-        first = asyncio.ensure_future(client_a())
+        first = [asyncio.ensure_future(client_a()) for _ in range(2)]
         await asyncio.sleep(0.05)
         others = [asyncio.ensure_future(batcher.classify(point)) for _ in range(2)]
         await asyncio.sleep(0.05)
         release.set()
-        await asyncio.gather(first, *others)
+        await asyncio.gather(*first, *others)
         batcher.close()
 
     asyncio.run(run())
@@ -168,11 +191,11 @@ def gathered_calls(wait_ms: float, client_returns: bool) -> list[int]:
 
 
 def test_under_load_a_call_waits_for_the_clients_it_just_answered():
-    assert gathered_calls(wait_ms=0, client_returns=True) == [1, 2, 1]  # the groups take turns
-    assert gathered_calls(wait_ms=2000, client_returns=True) == [1, 3]  # A2 joins B and C
-    # A client that does not come back delays the call by wait_ms at most.
+    assert gathered_calls(wait_ms=0, clients_return=True) == [2, 2, 2]  # the groups take turns
+    assert gathered_calls(wait_ms=2000, clients_return=True) == [2, 4]  # A and A' join B and C
+    # Clients that do not come back delay the call by wait_ms at most.
     started = time.perf_counter()
-    assert gathered_calls(wait_ms=300, client_returns=False) == [1, 2]
+    assert gathered_calls(wait_ms=300, clients_return=False) == [2, 2]
     assert time.perf_counter() - started < 5
 
 
