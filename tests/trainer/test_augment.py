@@ -12,6 +12,17 @@ import pytest
 import tensorflow as tf
 
 from quickdraw import ink as ink_math
+from tests.support.ink_batches import (
+    NONE,
+    PLUS,
+    STRONG,
+    affine_residual,
+    only,
+    padded,
+    points_of,
+    random_drawings,
+    random_points,
+)
 from tests.support.trainer_fixtures import read_drawings, require_shared_quickdraw
 from trainer.augment import (
     AugmentConfig,
@@ -20,71 +31,6 @@ from trainer.augment import (
     training_batch,
     truncate_batch,
 )
-from trainer.views import TEST_TIME, prediction_views
-
-NONE = AugmentConfig(
-    scale=0,
-    shear=0,
-    rotation_degrees=0,
-    point_jitter=0,
-    stroke_jitter=0,
-    stroke_reversal=0,
-    stroke_order=0,
-    stroke_split=0,
-    stroke_join=0,
-)
-
-
-def only(**strengths):
-    """A configuration with the given strengths and every other distortion off."""
-    return dataclasses.replace(NONE, **strengths)
-
-
-# Strong distortions that keep every stroke in its place, so end_of_stroke stays as it was
-# (stroke order, split and join have their own tests).
-STRONG = dataclasses.replace(
-    NONE, scale=0.2, shear=0.3, rotation_degrees=20, point_jitter=0.02, stroke_jitter=0.05
-)
-
-# A plus sign: a horizontal stroke, then a vertical one, crossing at the centre. Its ink:
-# row 0 = (1, 0) along the first stroke, row 1 = (-0.5, -0.5) the jump to the second,
-# row 2 = (0, 1) along the second.
-PLUS = ink_math.ink_from_strokes([[[0, 255], [128, 128]], [[128, 128], [0, 255]]])
-
-
-def padded(inks, time=None):
-    """Right-pads a list of (n, 3) inks into a (batch, time, 3) array and their lengths."""
-    lengths = np.array([len(ink) for ink in inks], np.int32)
-    batch = np.zeros((len(inks), time or lengths.max(), 3), np.float32)
-    for row, ink in enumerate(inks):
-        batch[row, : len(ink)] = ink
-    return batch, lengths
-
-
-def points_of(ink, length):
-    """The points that one drawing's ink traces from the origin: (length + 1, 2)."""
-    return np.concatenate([np.zeros((1, 2)), np.cumsum(ink[:length, :2], axis=0)])
-
-
-def random_drawings(count, seed=0, shortest_stroke=1):
-    """Drawings of random lengths and strokes, as normalized ink."""
-    return [ink_math.deltas(points) for points in random_points(count, seed, shortest_stroke, 12)]
-
-
-def random_points(count, seed=0, shortest_stroke=1, longest_stroke=16):
-    """Drawings of random lengths and strokes (of shortest_stroke to longest_stroke - 1
-    points each), as the absolute (n, 3) points the pipeline normalizes."""
-    rng = np.random.default_rng(seed)
-    drawings = []
-    for _ in range(count):
-        strokes = [
-            [list(rng.integers(0, 256, size)), list(rng.integers(0, 256, size))]
-            for size in rng.integers(shortest_stroke, longest_stroke, rng.integers(1, 5))
-        ]
-        points = ink_math.points_from_strokes(strokes)
-        if len(points) >= 2:
-            drawings.append(points)
-    return drawings
 
 
 @pytest.fixture(scope="module")
@@ -452,13 +398,6 @@ def test_training_batch_cuts_then_distorts(batch):
         assert np.all((np.abs(extent - 1) < 1e-5) | (extent < 1e-6)), extent
 
 
-def affine_residual(before, after):
-    """How far `after`'s points are from the best affine map of `before`'s, point by point."""
-    affine = np.column_stack([before, np.ones(len(before))])
-    fit, *_ = np.linalg.lstsq(affine, after, rcond=None)
-    return np.abs(affine @ fit - after).max()
-
-
 def test_image_batch_distorts_the_whole_drawing_in_its_own_order(batch):
     ink, lengths = batch
     out = image_batch(ink, lengths, tf.constant([9, 10])).numpy()
@@ -546,45 +485,3 @@ def test_the_default_strengths_distort_mildly(batch):
     ink, lengths = batch
     out = augment_batch(ink, lengths, tf.constant([19, 20])).numpy()
     assert 0.005 < np.abs(out - ink).mean() < 0.1
-
-
-def test_prediction_views_start_with_the_drawing_and_do_not_depend_on_the_batch():
-    require_shared_quickdraw()
-    drawings = read_drawings("bowtie", 6)
-    inks = [drawings.ink_of(index) for index in range(len(drawings))]
-    ink, lengths = padded(inks, time=max(len(i) for i in inks) + 9)
-    views = prediction_views(ink, lengths, 5).numpy()
-    assert views.shape == (5,) + ink.shape
-    np.testing.assert_array_equal(views[0], ink)
-    padding = np.arange(ink.shape[1])[None, :] >= lengths[:, None]
-    assert np.all(views[:, padding] == 0)
-    for row, length in enumerate(lengths):
-        distinct = {views[v, row, :length].tobytes() for v in range(5)}
-        assert len(distinct) == 5  # four distorted copies, each its own
-        # A drawing alone, unpadded, gets the very views it got in the padded batch.
-        alone = prediction_views(ink[row : row + 1, :length], lengths[row : row + 1], 5)
-        np.testing.assert_array_equal(alone.numpy()[:, 0], views[:, row, :length])
-    # Half the training strengths: the copies stay close to the drawing.
-    shift = [
-        np.abs(points_of(views[v, row], n) - points_of(ink[row], n)).mean()
-        for v in range(1, 5)
-        for row, n in enumerate(lengths)
-    ]
-    assert 0.005 < np.median(shift) < 0.1
-    assert TEST_TIME.rotation_degrees == AugmentConfig().rotation_degrees / 2
-    # The whole drawing, its strokes and pen lifts as drawn, under a linear map and jitter
-    # (as image_batch, whose test shows how far strokes in another order would be).
-    np.testing.assert_array_equal(views[..., 2], np.broadcast_to(ink[..., 2], views.shape[:-1]))
-    residuals = [
-        affine_residual(points_of(ink[row], n), points_of(views[v, row], n))
-        for v in range(1, 5)
-        for row, n in enumerate(lengths)
-    ]
-    assert max(residuals) < 0.15
-
-
-def test_one_prediction_view_is_the_ink_and_zero_is_an_error():
-    ink, lengths = padded([PLUS])
-    np.testing.assert_array_equal(prediction_views(ink, lengths, 1).numpy(), ink[None])
-    with pytest.raises(ValueError, match="views must be at least 1"):
-        prediction_views(ink, lengths, 0)
