@@ -15,10 +15,12 @@ drawing, calls went from 4 drawings on average to nearly 8 (see docs/serving.md)
 
 Where several clients are about, the model runs on a thread of its own: TensorFlow releases
 the GIL while it computes, so the event loop goes on reading and parsing the next requests
-meanwhile. A lone request (one waiting, after a call that answered none) runs on the event loop
-itself: there is nothing to read meanwhile, and the trip to the thread and back costs about
-0.3 ms, a tenth of a one-drawing call. The drain starts one loop turn after the request that
-wakes it, so requests that arrive together still share a call.
+meanwhile. A lone drawing (one request of one drawing waiting, after a call that answered none)
+runs on the event loop itself: there is nothing to read meanwhile, and the trip to the thread
+and back costs about 0.3 ms, a tenth of a one-drawing call. A lone request of many drawings
+still goes to the thread, so that `/health` and new requests are not held up for all of them.
+The drain starts one loop turn after the request that wakes it, so requests that arrive
+together still share a call.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Batcher:
                 points = [drawing for drawings, _ in batch for drawing in drawings]
                 self.calls_by_size[len(points)] += 1
                 try:
-                    if clients == 1:
+                    if clients == 1 and len(points) == 1:
                         probabilities = self._classify(points)
                     else:
                         probabilities = await loop.run_in_executor(
