@@ -303,13 +303,21 @@ def _may_hold_booleans(text: bytes) -> bool:
     )
 
 
+def _checked(record, max_points: int):
+    """One parsed simplified line, checked: (word, key_id, recognized, x_array, y_array,
+    stroke_lengths), or Reject with its first fault."""
+    word, key_id, recognized, xs, ys, stroke_lengths = _structure(record, max_points)
+    return word, key_id, recognized, _coordinates(xs), _coordinates(ys), stroke_lengths
+
+
 def _line_by_line(parsed: list, max_points: int, bad: list[BadLine]) -> DrawingBatch:
     """The careful path: each record on its own; bad records are added to `bad`."""
     kept = []  # (line_number, word, key_id, recognized, xs, ys, stroke_lengths)
     for line_number, record, line in parsed:
         try:
-            word, key_id, recognized, xs, ys, stroke_lengths = _structure(record, max_points)
-            x_array, y_array = _coordinates(xs), _coordinates(ys)
+            word, key_id, recognized, x_array, y_array, stroke_lengths = _checked(
+                record, max_points
+            )
         except Reject as reject:
             bad.append(BadLine(line_number, reject.reason, line))
             continue
@@ -350,8 +358,16 @@ def drawing_points(strokes, max_points: int, ink_format: str = "auto") -> np.nda
     pipeline's checks (`ink_format` as `convert_lines` reads it)."""
     if ink_format not in INK_FORMATS:
         raise ValueError(f"ink_format must be one of {INK_FORMATS}, got {ink_format!r}")
-    bad: list[BadLine] = []
     record = {"word": "-", "key_id": "-", "drawing": strokes}
+    if ink_format != "raw" and isinstance(strokes, list) and not is_raw(strokes):
+        # A simplified drawing (the server's usual one): the careful path's own checks,
+        # without a batch around one drawing.
+        try:
+            *_, x_array, y_array, stroke_lengths = _checked(record, max_points)
+        except Reject as reject:
+            raise BadDrawing(reject.reason) from None
+        return points_from_coordinates(x_array, y_array, stroke_lengths)
+    bad: list[BadLine] = []
     batch = _by_format([(1, record, b"")], max_points, ink_format, bad, careful=True)
     if bad:
         raise BadDrawing(bad[0].reason)

@@ -8,13 +8,23 @@ import orjson
 import pytest
 
 from quickdraw import drawings, ink, raw_lines, simplify
-from tests.support.bad_lines import BAD_RAW_LINES, CORNER, raw_line_of
+from tests.support.bad_lines import BAD_LINES, BAD_RAW_LINES, CORNER, raw_line_of
 
 CORNER_POINTS = [[0, 0, 0], [191, 0, 0], [191, 255, 1], [0, 255, 0], [64, 255, 1]]
 CORNER_TIMES = np.float32([0, 300 * 191 / 191.25, 700, 1000, 1100])
 GOOD = raw_line_of(CORNER)
 
 MAX_POINTS = 25
+# Faults of a line that a drawing alone cannot have.
+LINE_REASONS = {
+    "blank_line",
+    "invalid_json",
+    "truncated_line",
+    "not_utf8",
+    "not_an_object",
+    "missing_word",
+    "missing_key_id",
+}
 
 
 def test_a_raw_line_is_simplified_and_keeps_its_times():
@@ -127,6 +137,24 @@ def test_drawing_points_simplifies_a_raw_drawing_and_names_a_bad_one():
         drawings.drawing_points(CORNER, MAX_POINTS, ink_format="simplified")
     with pytest.raises(drawings.BadDrawing, match="missing_drawing"):
         drawings.drawing_points("not strokes", MAX_POINTS)
+
+
+def test_drawing_points_names_a_bad_simplified_drawing_as_the_pipeline_does():
+    """A simplified drawing takes a shorter way than a batch's: same points, same reasons."""
+    for reason, line in BAD_LINES.items():
+        if reason in LINE_REASONS:
+            continue  # a fault of the line around the drawing
+        record = orjson.loads(line)
+        _, bad = drawings.convert_lines([(1, line)], MAX_POINTS)
+        assert [item.reason for item in bad] == [reason]
+        with pytest.raises(drawings.BadDrawing) as caught:
+            drawings.drawing_points(record["drawing"], MAX_POINTS)
+        assert caught.value.reason == reason
+    good = [[[0, 10, 20], [0, 5, 0]], [[3, 4], [7, 8]]]
+    batch, _ = drawings.convert_lines(
+        [(1, orjson.dumps({"word": "a", "key_id": "1", "drawing": good}))], MAX_POINTS
+    )
+    np.testing.assert_array_equal(drawings.drawing_points(good, MAX_POINTS), batch.points_of(0))
 
 
 def test_lines_the_fast_raw_reader_cannot_vouch_for_are_read_as_orjson_reads_them():
