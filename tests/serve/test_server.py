@@ -333,6 +333,18 @@ def test_wrong_method_and_unknown_path_answer_json(server):
     assert status == 404 and json.loads(body)["error"].startswith("Not Found")
 
 
+def test_a_model_that_fails_is_a_500_in_json_and_the_server_goes_on(tmp_path):
+    command = [sys.executable, "-m", "tests.support.failing_model_server"]
+    with Server([], tmp_path / "server.log", command=command) as failing:
+        status, answer = predict(failing.port, drawing_body([[[13, 20], [5, 15]]]))
+        assert status == 500
+        assert answer == {"error": "the server failed on this request; its log says why"}
+        status, answer = predict(failing.port, drawing_body([[[10, 20], [5, 15]]]))
+        assert status == 200 and answer["predictions"][0]["probabilities"] == [0.5, 0.5]
+        log = failing.log()
+    assert "POST /predict failed" in log and "the model failed on purpose" in log
+
+
 # --- Bad starts: one line, exit code 2 ------------------------------------------------------
 
 
