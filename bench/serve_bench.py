@@ -7,7 +7,8 @@ signature, `single_view`) on 127.0.0.1. In each of `--repeats` rounds, on real s
 drawings of the 26 default categories, one drawing per request:
 
   direct, 1:  the SavedModel called in a fresh process, one drawing per call, back to back,
-              with the server's --model_threads (the limit for one client);
+              with the server's --model_threads (the limit for one client); and again with
+              each call after a 0.5 ms sleep, the model's own cost of a pause;
   server, 1:  one client process, requests back to back on one kept-alive connection;
   direct, 8:  the SavedModel on 8 drawings per call (the limit for 8 clients, batched);
   server, 8:  8 client processes at once, each on its own connection.
@@ -45,6 +46,9 @@ DRAWINGS_PER_CATEGORY = 8
 CHUNKS = 8
 REQUESTS_PER_CHUNK = {1: 50, 8: 200}  # one-drawing requests: 400 and 1,600 per round
 CHUNK_SECONDS = 15
+# A server's model call follows the request's trip, never the last call at once: the direct
+# calls are also timed each after this long asleep, which shows what a pause alone costs them.
+PAUSE_S = 0.0005
 WARMUP_REQUESTS = 30
 PAGE_DRAWINGS = 8
 SCALE, MARGIN = 1.4, 20  # simplified drawings (0..255) onto the page's 400-pixel canvas
@@ -91,12 +95,14 @@ def _load_direct(model_dir: str, drawings: list) -> None:
         _DIRECT["classifier"].probabilities([points], 1)
 
 
-def _direct_chunk(per_call: int, calls: int) -> list[float]:
+def _direct_chunk(per_call: int, calls: int, pause_s: float = 0.0) -> list[float]:
     """Milliseconds of each of `calls` calls of the SavedModel on `per_call` drawings, taken in
-    turn from the real drawings, in the worker process."""
+    turn from the real drawings, in the worker process; each after `pause_s` asleep."""
     classifier, points = _DIRECT["classifier"], _DIRECT["points"]
     times = []
     for _ in range(calls):
+        if pause_s:
+            time.sleep(pause_s)
         start = _DIRECT["next"] % (len(points) - per_call)
         _DIRECT["next"] += per_call
         batch = points[start : start + per_call]
@@ -254,11 +260,14 @@ def _round(port: int, instant_port: int, bodies: list[bytes], pool, clients_pool
     """One round: for 1 and for 8 clients, direct chunks and server chunks in turn; then one
     client of the server around an instant model."""
     figures = {}
+    paused_times = []
     for clients in (1, 8):
         direct_times, served_times, served_wall = [], [], 0.0
         requests = REQUESTS_PER_CHUNK[clients]
         for _ in range(CHUNKS):
             direct_times += pool.apply(_direct_chunk, (clients, requests // clients))
+            if clients == 1:
+                paused_times += pool.apply(_direct_chunk, (1, requests, PAUSE_S))
             times, wall = load(clients_pool, port, bodies, clients, requests)
             served_times += times
             served_wall += wall
@@ -267,7 +276,9 @@ def _round(port: int, instant_port: int, bodies: list[bytes], pool, clients_pool
         figures[f"server_{clients}"] = _summary(served_times, len(served_times) / served_wall)
     times, wall = load(clients_pool, instant_port, bodies, 1, REQUESTS_PER_CHUNK[1])
     figures["instant_1"] = _summary(times, len(times) / wall)
+    figures["paused_1"] = _summary(paused_times, len(paused_times) / (sum(paused_times) / 1000))
     figures["overhead"] = figures["server_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
+    figures["pause_cost"] = figures["paused_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
     figures["scaling"] = figures["server_8"]["rate"] / figures["server_1"]["rate"]
     return figures
 
@@ -305,9 +316,9 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
             )
     results = {
         name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
-        for name in ("direct_1", "server_1", "direct_8", "server_8", "instant_1")
+        for name in ("direct_1", "paused_1", "server_1", "direct_8", "server_8", "instant_1")
     }
-    for name in ("overhead", "scaling"):
+    for name in ("overhead", "pause_cost", "scaling"):
         results[name] = statistics.median(r[name] for r in rounds)
     results["page"] = page
     return results
@@ -320,6 +331,7 @@ def table(results: dict) -> str:
     ]
     labels = {
         "direct_1": ("SavedModel in-process, 1 drawing per call (the limit)", "1"),
+        "paused_1": ("the same, each call after a 0.5 ms sleep (model time only)", "1"),
         "server_1": ("trainer.serve over loopback, 1 drawing per request", "1"),
         "direct_8": ("SavedModel in-process, 8 drawings per call (drawings/s)", "8 batched"),
         "server_8": ("trainer.serve over loopback, 1 drawing per request", "8"),
@@ -335,7 +347,8 @@ def table(results: dict) -> str:
         "",
         f"Server overhead at 1 client (p50 over the direct call's): {results['overhead']:+.0%} "
         "(target: at most +20%); the server's own handling of a request, measured around an "
-        f"instant model: {results['instant_1']['p50_ms']:.2f} ms.",
+        f"instant model: {results['instant_1']['p50_ms']:.2f} ms; the model's own call after "
+        f"a pause, as a server's always is: {results['pause_cost']:+.0%}.",
         f"8 clients over 1: {results['scaling']:.2f}x the requests/s (target: at least 2x); "
         f"p99 at 8 clients {results['server_8']['p99_ms']:.1f} ms (target: under 100 ms).",
         "Medians over the rounds of each figure, and of each round's own ratios; within a round",
