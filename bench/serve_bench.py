@@ -49,7 +49,6 @@ CHUNK_SECONDS = 15
 # A server's model call follows the request's trip, never the last call at once: the direct
 # calls are also timed each after this long asleep, which shows what a pause alone costs them.
 PAUSE_S = 0.0005
-WARMUP_REQUESTS = 30
 PAGE_DRAWINGS = 8
 SCALE, MARGIN = 1.4, 20  # simplified drawings (0..255) onto the page's 400-pixel canvas
 
@@ -90,22 +89,20 @@ def _load_direct(model_dir: str, drawings: list) -> None:
     serve.set_model_threads(serve.default_model_threads())
     _DIRECT["classifier"] = serve.load_classifier(model_dir, "single_view")
     _DIRECT["points"] = [drawing_points(drawing, 20_000) for drawing in drawings]
-    _DIRECT["next"] = 0
-    for points in _DIRECT["points"][:10]:  # warm
+    for points in _DIRECT["points"]:  # every drawing once, as the server's warm-up sends them
         _DIRECT["classifier"].probabilities([points], 1)
 
 
-def _direct_chunk(per_call: int, calls: int, pause_s: float = 0.0) -> list[float]:
-    """Milliseconds of each of `calls` calls of the SavedModel on `per_call` drawings, taken in
-    turn from the real drawings, in the worker process; each after `pause_s` asleep."""
+def _direct_chunk(per_call: int, calls: int, first: int, pause_s: float = 0.0) -> list[float]:
+    """Milliseconds of each of `calls` calls of the SavedModel on `per_call` drawings, the real
+    drawings in turn from the `first`, in the worker process; each after `pause_s` asleep."""
     classifier, points = _DIRECT["classifier"], _DIRECT["points"]
     times = []
-    for _ in range(calls):
+    for call in range(calls):
         if pause_s:
             time.sleep(pause_s)
-        start = _DIRECT["next"] % (len(points) - per_call)
-        _DIRECT["next"] += per_call
-        batch = points[start : start + per_call]
+        start = first + call * per_call
+        batch = [points[index % len(points)] for index in range(start, start + per_call)]
         started = time.perf_counter()
         classifier.probabilities(batch, per_call)
         times.append((time.perf_counter() - started) * 1000)
@@ -121,9 +118,10 @@ def _summary(times_ms: list[float], rate: float) -> dict:
     }
 
 
-def load(pool, port: int, bodies: list[bytes], clients: int, requests: int):
+def load(pool, port: int, bodies: list[bytes], clients: int, requests: int, first: int = 0):
     """`clients` client processes (from `pool`) sending one-drawing requests back to back, each
-    on one kept-alive connection, `requests` in all or until CHUNK_SECONDS have passed. Returns
+    on one kept-alive connection, `requests` in all or until CHUNK_SECONDS have passed: between
+    them the bodies in turn from the `first`, as the direct calls take the drawings. Returns
     each request's milliseconds and the wall-clock seconds of the whole.
 
     Each client writes the request's bytes and reads the answer on a plain socket: a client
@@ -132,7 +130,8 @@ def load(pool, port: int, bodies: list[bytes], clients: int, requests: int):
     deadline = time.monotonic() + CHUNK_SECONDS
     requests_bytes = [_request_bytes(port, body) for body in bodies]
     work = [
-        (port, requests_bytes, index * 7, requests // clients, deadline) for index in range(clients)
+        (port, requests_bytes, first + index, clients, requests // clients, deadline)
+        for index in range(clients)
     ]
     started = time.perf_counter()
     results = pool.map(_client, work)
@@ -153,7 +152,7 @@ def _request_bytes(port: int, body: bytes) -> bytes:
 
 def _client(work) -> tuple[list[float], list[int]]:
     """One client process: (milliseconds of each request, their statuses)."""
-    port, requests_bytes, offset, count, deadline = work
+    port, requests_bytes, first, step, count, deadline = work
     times, statuses, buffer = [], [], b""
     with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -161,7 +160,7 @@ def _client(work) -> tuple[list[float], list[int]]:
             if time.monotonic() > deadline:
                 break
             started = time.perf_counter()
-            connection.sendall(requests_bytes[(offset + index) % len(requests_bytes)])
+            connection.sendall(requests_bytes[(first + step * index) % len(requests_bytes)])
             status, buffer = _read_answer(connection, buffer)
             times.append((time.perf_counter() - started) * 1000)
             statuses.append(status)
@@ -264,11 +263,13 @@ def _round(port: int, instant_port: int, bodies: list[bytes], pool, clients_pool
     for clients in (1, 8):
         direct_times, served_times, served_wall = [], [], 0.0
         requests = REQUESTS_PER_CHUNK[clients]
-        for _ in range(CHUNKS):
-            direct_times += pool.apply(_direct_chunk, (clients, requests // clients))
+        for chunk in range(CHUNKS):
+            # Both paths take the same drawings: a chunk's, in turn through all of them.
+            first = chunk * requests
+            direct_times += pool.apply(_direct_chunk, (clients, requests // clients, first))
             if clients == 1:
-                paused_times += pool.apply(_direct_chunk, (1, requests, PAUSE_S))
-            times, wall = load(clients_pool, port, bodies, clients, requests)
+                paused_times += pool.apply(_direct_chunk, (1, requests, first, PAUSE_S))
+            times, wall = load(clients_pool, port, bodies, clients, requests, first)
             served_times += times
             served_wall += wall
         drawings_per_s = clients * len(direct_times) / (sum(direct_times) / 1000)
@@ -301,8 +302,8 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
             context.Pool(1, initializer=_load_direct, initargs=(model_dir, drawings)) as pool,
             context.Pool(8) as clients_pool,
         ):
-            load(clients_pool, port, bodies[:WARMUP_REQUESTS], 1, WARMUP_REQUESTS)
-            load(clients_pool, instant_port, bodies[:WARMUP_REQUESTS], 1, WARMUP_REQUESTS)
+            load(clients_pool, port, bodies, 1, len(bodies))  # warm: every drawing once
+            load(clients_pool, instant_port, bodies, 1, len(bodies))
             for round_number in range(1, repeats + 1):
                 rounds.append(_round(port, instant_port, bodies, pool, clients_pool))
                 figures = ", ".join(
