@@ -15,12 +15,13 @@ drawing, calls went from 4 drawings on average to nearly 8 (see docs/serving.md)
 
 Where several clients are about, the model runs on a thread of its own: TensorFlow releases
 the GIL while it computes, so the event loop goes on reading and parsing the next requests
-meanwhile. A lone drawing (one request of one drawing waiting, after a call that answered none)
-runs on the event loop itself: there is nothing to read meanwhile, and the trip to the thread
-and back costs about 0.3 ms, a tenth of a one-drawing call. A lone request of many drawings
-still goes to the thread, so that `/health` and new requests are not held up for all of them.
-A lone drawing waits one loop turn before it runs, and the drain starts one loop turn after
-the request that wakes it, so requests that arrive together still share a call.
+meanwhile. A lone drawing (one request of one drawing, with nothing queued or running) runs
+on the event loop itself, without a task or a future around it: there is nothing to read
+meanwhile, and the trip to the thread and back costs about 0.3 ms, a tenth of a one-drawing
+call. A lone request of many drawings still goes to the thread, so that `/health` and new
+requests are not held up for all of them. A lone drawing waits one loop turn before it runs,
+and the drain starts one loop turn after the request that wakes it, so requests that arrive
+together still share a call.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ class Batcher:
             # Maybe a lone drawing: after one loop turn, in which requests that arrived
             # with it would queue, it runs here, without a task and a future around it.
             self._lone = True
-            await asyncio.sleep(0)
-            self._lone = False
+            try:
+                await asyncio.sleep(0)
+            finally:  # a request cancelled meanwhile leaves the batcher as it found it
+                self._lone = False
             if self._idle():
                 self.calls_by_size[1] += 1
                 return self._classify(drawings)
@@ -92,12 +95,7 @@ class Batcher:
                 points = [drawing for drawings, _ in batch for drawing in drawings]
                 self.calls_by_size[len(points)] += 1
                 try:
-                    if clients == 1 and len(points) == 1:
-                        probabilities = self._classify(points)
-                    else:
-                        probabilities = await loop.run_in_executor(
-                            self._thread, self._classify, points
-                        )
+                    probabilities = await loop.run_in_executor(self._thread, self._classify, points)
                 except Exception as error:  # every request of the call learns of it
                     logging.exception("the model failed on a batch of %d drawings", len(points))
                     for _, future in batch:
