@@ -157,10 +157,12 @@ def test_a_lone_request_runs_on_the_event_loop_and_requests_together_on_the_mode
     assert threads[1][0] == 2 and threads[1][1].startswith("model")
 
 
-def gathered_calls(wait_ms: float, clients_return: bool) -> list[int]:
-    """Drawings per model call when clients A and A' share a call while B and C queue, and
-    A and A' send their next requests as soon as they have their answers (if
-    `clients_return`)."""
+def gathered_calls(
+    wait_ms: float, clients_return: bool, queued: int = 2, apart_s: float = 0.0
+) -> list[int]:
+    """Drawings per model call when clients A and A' share a call while `queued` others (B
+    and C) queue, and A and A' send their next requests once they have their answers (if
+    `clients_return`), `apart_s` apart, as clients over a network come back."""
     calls, release = [], threading.Event()
 
     def classify(points):
@@ -173,14 +175,15 @@ def gathered_calls(wait_ms: float, clients_return: bool) -> list[int]:
         batcher = Batcher(classify, max_batch_size=64, wait_ms=wait_ms)
         point = [np.zeros((2, 3))]
 
-        async def client_a():
+        async def client_a(index: int):
             await batcher.classify(point)
             if clients_return:
+                await asyncio.sleep(index * apart_s)
                 await batcher.classify(point)
 
-        first = [asyncio.ensure_future(client_a()) for _ in range(2)]
+        first = [asyncio.ensure_future(client_a(index)) for index in range(2)]
         await asyncio.sleep(0.05)
-        others = [asyncio.ensure_future(batcher.classify(point)) for _ in range(2)]
+        others = [asyncio.ensure_future(batcher.classify(point)) for _ in range(queued)]
         await asyncio.sleep(0.05)
         release.set()
         await asyncio.gather(*first, *others)
@@ -197,6 +200,12 @@ def test_under_load_a_call_waits_for_the_clients_it_just_answered():
     started = time.perf_counter()
     assert gathered_calls(wait_ms=300, clients_return=False) == [2, 2]
     assert time.perf_counter() - started < 5
+
+
+def test_the_clients_of_a_call_share_the_next_one_though_none_queued_meanwhile():
+    """Clients whose requests all fit in one call leave nobody queued when it ends: their next
+    requests, 50 ms apart, still wait for one another rather than go to the model one by one."""
+    assert gathered_calls(wait_ms=2000, clients_return=True, queued=0, apart_s=0.05) == [2, 2]
 
 
 def test_the_page_and_its_files(server):

@@ -10,8 +10,9 @@ Under load, taking only those would split the clients in two groups that take tu
 clients of one call send their next requests while the other group's call runs, and wait for
 it. So after a call of several requests (or with requests already queued, that is, with
 several clients about), the next call first waits up to `wait_ms` for the clients it just
-answered to come back, and stops waiting as soon as they have. Measured with 8 clients of one
-drawing, calls went from 4 drawings on average to nearly 8 (see docs/serving.md).
+answered to come back, and stops waiting as soon as they have; also when nobody queued while
+the call ran, as when all the clients fit in it. Measured with 8 clients of one drawing,
+nearly every call takes 8 drawings (see docs/serving.md).
 
 Where several clients are about, the model runs on a thread of its own: TensorFlow releases
 the GIL while it computes, so the event loop goes on reading and parsing the next requests
@@ -86,10 +87,12 @@ class Batcher:
         loop = asyncio.get_running_loop()
         answered = 0  # requests of the last call
         try:
-            while self._waiting:
+            while True:
                 clients = answered + len(self._waiting)
                 if clients > 1 and self.wait_s:
                     await self._gather(clients)
+                if not self._waiting:
+                    return  # nobody queued, and the clients of the last call did not come back
                 batch = self._take()
                 answered = len(batch)
                 points = [drawing for drawings, _ in batch for drawing in drawings]
