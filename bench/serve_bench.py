@@ -53,6 +53,8 @@ CHUNK_SECONDS = 15
 # calls are also timed each after this long asleep, which shows what a pause alone costs them.
 PAUSE_S = 0.0005
 PAGE_DRAWINGS = 8
+# The table's rows, in order.
+FIGURES = ("direct_1", "paused_1", "server_1", "floor_1", "direct_8", "server_8", "instant_1")
 SCALE, MARGIN = 1.4, 20  # simplified drawings (0..255) onto the page's 400-pixel canvas
 
 
@@ -271,15 +273,18 @@ def page_latencies(port: int, drawings: list, directory: Path) -> list[float] | 
     return latencies
 
 
-def _round(port: int, instant_port: int, bodies: list[bytes], pool, clients_pool) -> dict:
+def _round(ports: dict, bodies: list[bytes], pool, clients_pool) -> dict:
     """One round of CHUNKS chunks, each: the direct calls and the server's requests in turn,
-    for 1 client and then for 8; then one client of the server around an instant model."""
+    for 1 client and then for 8; then one client of the server around an instant model.
+    `ports`: the server's, bench.floor_server's and bench.instant_server's."""
+    port, floor_port, instant_port = ports["server"], ports["floor"], ports["instant"]
     direct_times = {1: [], 8: []}
     served_times = {1: [], 8: []}
     served_span = {1: 0.0, 8: 0.0}
     paused_times = []
     chunk_rates = {1: [], 8: []}  # the server's requests/s in each chunk
     chunk_overheads = []  # each chunk's server p50 over its direct p50, at 1 client
+    chunk_floors, floor_all, floor_spans = [], [], 0.0  # the same for bench.floor_server
     for chunk in range(CHUNKS):
         for clients in (1, 8):
             # Both paths take the same drawings: a chunk's, in turn through all of them.
@@ -288,9 +293,23 @@ def _round(port: int, instant_port: int, bodies: list[bytes], pool, clients_pool
             direct = pool.apply(_direct_chunk, (clients, requests // clients, first))
             if clients == 1:
                 paused_times += pool.apply(_direct_chunk, (1, requests, first, PAUSE_S))
-            times, span = load(clients_pool, port, bodies, clients, requests, first)
             if clients == 1:
-                chunk_overheads.append(statistics.median(times) / statistics.median(direct) - 1)
+                # The server and the floor take turns at going first: whichever goes second
+                # meets caches the other's requests have just warmed.
+                for name in ("server", "floor")[:: 1 if chunk % 2 == 0 else -1]:
+                    if name == "floor":
+                        floor_times, floor_span = load(
+                            clients_pool, floor_port, bodies, 1, requests, first
+                        )
+                    else:
+                        times, span = load(clients_pool, port, bodies, 1, requests, first)
+                floor_all += floor_times
+                floor_spans += floor_span
+                direct_p50 = statistics.median(direct)
+                chunk_overheads.append(statistics.median(times) / direct_p50 - 1)
+                chunk_floors.append(statistics.median(floor_times) / direct_p50 - 1)
+            else:
+                times, span = load(clients_pool, port, bodies, clients, requests, first)
             chunk_rates[clients].append(len(times) / span)
             direct_times[clients] += direct
             served_times[clients] += times
@@ -309,7 +328,9 @@ def _round(port: int, instant_port: int, bodies: list[bytes], pool, clients_pool
     figures["scaling"] = figures["server_8"]["rate"] / figures["server_1"]["rate"]
     # Chunk by chunk, each side beside the other in time: the machine's drift over a round
     # moves both sides of each ratio alike.
+    figures["floor_1"] = _summary(floor_all, len(floor_all) / floor_spans)
     figures["chunk_overheads"] = chunk_overheads
+    figures["chunk_floors"] = chunk_floors
     figures["chunk_scalings"] = [eight / one for one, eight in zip(chunk_rates[1], chunk_rates[8])]
     return figures
 
@@ -325,17 +346,21 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
             log(f"model: the local preset's architecture, exported to {model_dir}")
         context = multiprocessing.get_context("spawn")
         serve = [sys.executable, "-m", "trainer.serve", "--model_dir", model_dir]
+        floor = [sys.executable, "-m", "bench.floor_server", "--model_dir", model_dir]
         instant = [sys.executable, "-m", "bench.instant_server"]
         with (
             server(serve, directory / "server.log") as port,
+            server(floor, directory / "floor_server.log") as floor_port,
             server(instant, directory / "instant_server.log") as instant_port,
             context.Pool(1, initializer=_load_direct, initargs=(model_dir, drawings)) as pool,
             context.Pool(8) as clients_pool,
         ):
             load(clients_pool, port, bodies, 1, len(bodies))  # warm: every drawing once
+            load(clients_pool, floor_port, bodies, 1, len(bodies))
             load(clients_pool, instant_port, bodies, 1, len(bodies))
+            ports = {"server": port, "floor": floor_port, "instant": instant_port}
             for round_number in range(1, repeats + 1):
-                rounds.append(_round(port, instant_port, bodies, pool, clients_pool))
+                rounds.append(_round(ports, bodies, pool, clients_pool))
                 figures = ", ".join(
                     f"{name} {rounds[-1][name]['rate']:.0f}/s p50 {rounds[-1][name]['p50_ms']:.1f} "
                     f"p99 {rounds[-1][name]['p99_ms']:.0f} ms"
@@ -347,12 +372,17 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
             )
     results = {
         name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
-        for name in ("direct_1", "paused_1", "server_1", "direct_8", "server_8", "instant_1")
+        for name in FIGURES
     }
     results["pause_cost"] = statistics.median(r["pause_cost"] for r in rounds)
     # The two targets' figures: medians over every chunk of every round, with the middle half
     # of the chunks' figures to show how far one chunk alone can stray on this machine.
-    for name, chunks in (("overhead", "chunk_overheads"), ("scaling", "chunk_scalings")):
+    # The floor's overhead the same way, chunk by chunk.
+    for name, chunks in (
+        ("overhead", "chunk_overheads"),
+        ("floor_overhead", "chunk_floors"),
+        ("scaling", "chunk_scalings"),
+    ):
         values = [value for r in rounds for value in r[chunks]]
         results[name] = statistics.median(values)
         results[f"{name}_middle"] = tuple(float(q) for q in np.percentile(values, [25, 75]))
@@ -362,6 +392,7 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
 
 def table(results: dict) -> str:
     low, high = results["overhead_middle"]
+    floor_low, floor_high = results["floor_overhead_middle"]
     rows = [
         "| path | clients | requests/s | p50 | p99 |",
         "|---|---|---|---|---|",
@@ -370,6 +401,7 @@ def table(results: dict) -> str:
         "direct_1": ("SavedModel in-process, 1 drawing per call (the limit)", "1"),
         "paused_1": ("the same, each call after a 0.5 ms sleep (model time only)", "1"),
         "server_1": ("trainer.serve over loopback, 1 drawing per request", "1"),
+        "floor_1": ("the floor: the model behind one blocking socket (bench.floor_server)", "1"),
         "direct_8": ("SavedModel in-process, 8 drawings per call (drawings/s)", "8 batched"),
         "server_8": ("trainer.serve over loopback, 1 drawing per request", "8"),
         "instant_1": ("its app around an instant model (bench.instant_server)", "1"),
@@ -386,7 +418,9 @@ def table(results: dict) -> str:
         f"(target: at most +20%; the middle half of the chunks: {low:+.0%} to {high:+.0%}); "
         "the server's own handling of a request, measured around an "
         f"instant model: {results['instant_1']['p50_ms']:.2f} ms; the model's own call after "
-        f"a pause, as a server's always is: {results['pause_cost']:+.0%}.",
+        f"a pause, as a server's always is: {results['pause_cost']:+.0%}; the floor's overhead, "
+        f"no server framework at all: {results['floor_overhead']:+.0%} (the middle half: "
+        f"{floor_low:+.0%} to {floor_high:+.0%}).",
         f"8 clients over 1: {results['scaling']:.2f}x the requests/s (target: at least 2x; "
         f"the middle half of the chunks: {results['scaling_middle'][0]:.2f}x to "
         f"{results['scaling_middle'][1]:.2f}x); "

@@ -109,6 +109,11 @@ ENTRY_POINTS = {
         lambda: _parser_options(bench_main.make_parser()),
         "docs/benchmarks.md",
     ),
+    "python -m bench.floor_server": (
+        "bench/floor_server.py",
+        lambda: _source_options("bench/floor_server.py"),
+        "docs/benchmarks.md",
+    ),
     "python -m bench.instant_server": (
         "bench/instant_server.py",
         lambda: _source_options("bench/instant_server.py"),

@@ -354,6 +354,29 @@ def test_a_model_that_fails_is_a_500_in_json_and_the_server_goes_on(tmp_path):
     assert "POST /predict failed" in log and "the model failed on purpose" in log
 
 
+def test_the_serving_benchs_floor_answers_as_the_server_does(server, model_dir, tmp_path):
+    """`bench.floor_server`, the floor the serving bench measures the server against, runs the
+    same checks and the same model call: the same answers, and the same 400 for a bad one."""
+    quickdraw = shared_quickdraw_or_skip()
+    bodies = [drawing_body([STROKE[:2]]), drawing_body([RAW_STROKE])]
+    bodies += [drawing_body(line["drawing"]) for line in real_drawings(quickdraw, "raw", 3)]
+    bodies.append({"instances": [{"drawing": "a cat"}]})
+    command = [sys.executable, "-m", "bench.floor_server"]
+    with Server(["--model_dir", str(model_dir)], tmp_path / "floor.log", command=command) as floor:
+        for body in bodies:
+            (status, answer), (floor_status, floor_answer) = (
+                predict(server.port, body),
+                predict(floor.port, body),
+            )
+            assert floor_status == status and set(floor_answer) == set(answer), floor_answer
+            if status != 200:
+                assert status == 400 and floor_answer == answer
+                continue
+            for mine, its in zip(floor_answer["predictions"], answer["predictions"], strict=True):
+                assert mine["labels"] == its["labels"]
+                np.testing.assert_allclose(mine["probabilities"], its["probabilities"], atol=1e-6)
+
+
 # --- Bad starts: one line, exit code 2 ------------------------------------------------------
 
 
