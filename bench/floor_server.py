@@ -18,6 +18,7 @@ import socket
 import numpy as np
 import orjson
 
+from bench import wire
 from quickdraw import cli
 from quickdraw.drawings import DEFAULT_MAX_POINTS
 from trainer import quiet_start, serve
@@ -59,23 +60,10 @@ def _answer(connection, classifier, classes: list[str], limits: protocol.Limits)
     """Answers the requests on `connection` until the client closes it, or after a GET."""
     buffer = b""
     while True:
-        while b"\r\n\r\n" not in buffer:
-            chunk = connection.recv(65536)
-            if not chunk:
-                return
-            buffer += chunk
-        head, _, rest = buffer.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(rest) < length:
-            chunk = connection.recv(65536)
-            if not chunk:
-                return
-            rest += chunk
-        body, buffer = rest[:length], rest[length:]
+        try:
+            head, body, buffer = wire.read_message(connection, buffer)
+        except ConnectionError:
+            return
         if head.startswith(b"GET"):  # the bench's /health check, on a connection of its own
             connection.sendall(HEALTHY)
             return

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from bench import wire
 from bench.pipeline_bench import SHARED
 from bench.trainer_bench import CATEGORIES
 
@@ -130,8 +131,8 @@ def load(pool, port: int, bodies: list[bytes], clients: int, requests: int, firs
     the milliseconds of the requests answered while all the clients were sending, and the
     seconds of that span: from the last client's first request to the first client's last
     answer. Requests/s are then the server's under `clients` clients, not under fewer while
-    the pool starts the clients one by one and they finish one by one (with 8 clients of 25
-    requests each, a sixth of the model calls fell in those edges and took 1 to 7 drawings).
+    the pool starts the clients one by one and they finish one by one, when fewer clients
+    share the model's calls.
 
     Each client writes the request's bytes and reads the answer on a plain socket: a client
     that parsed HTTP with `http.client` would spend about as much CPU per request as the
@@ -187,24 +188,8 @@ def _client(work) -> tuple[list[tuple[float, float]], list[int]]:
 
 def _read_answer(connection, buffer: bytes) -> tuple[int, bytes]:
     """The status of the next answer on `connection`, and the bytes read past its body."""
-    while b"\r\n\r\n" not in buffer:
-        buffer += _received(connection)
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        rest += _received(connection)
-    return int(head[9:12]), rest[length:]
-
-
-def _received(connection) -> bytes:
-    chunk = connection.recv(65536)
-    if not chunk:
-        raise ConnectionError("the server closed the connection")
-    return chunk
+    head, _, rest = wire.read_message(connection, buffer)
+    return int(head[9:12]), rest
 
 
 @contextlib.contextmanager
@@ -293,16 +278,13 @@ def _round(ports: dict, bodies: list[bytes], pool, clients_pool) -> dict:
             direct = pool.apply(_direct_chunk, (clients, requests // clients, first))
             if clients == 1:
                 paused_times += pool.apply(_direct_chunk, (1, requests, first, PAUSE_S))
-            if clients == 1:
                 # The server and the floor take turns at going first: whichever goes second
                 # meets caches the other's requests have just warmed.
-                for name in ("server", "floor")[:: 1 if chunk % 2 == 0 else -1]:
-                    if name == "floor":
-                        floor_times, floor_span = load(
-                            clients_pool, floor_port, bodies, 1, requests, first
-                        )
-                    else:
-                        times, span = load(clients_pool, port, bodies, 1, requests, first)
+                order = (port, floor_port) if chunk % 2 == 0 else (floor_port, port)
+                answers = {
+                    each: load(clients_pool, each, bodies, 1, requests, first) for each in order
+                }
+                (times, span), (floor_times, floor_span) = answers[port], answers[floor_port]
                 floor_all += floor_times
                 floor_spans += floor_span
                 direct_p50 = statistics.median(direct)
@@ -326,9 +308,9 @@ def _round(ports: dict, bodies: list[bytes], pool, clients_pool) -> dict:
     figures["overhead"] = figures["server_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
     figures["pause_cost"] = figures["paused_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
     figures["scaling"] = figures["server_8"]["rate"] / figures["server_1"]["rate"]
+    figures["floor_1"] = _summary(floor_all, len(floor_all) / floor_spans)
     # Chunk by chunk, each side beside the other in time: the machine's drift over a round
     # moves both sides of each ratio alike.
-    figures["floor_1"] = _summary(floor_all, len(floor_all) / floor_spans)
     figures["chunk_overheads"] = chunk_overheads
     figures["chunk_floors"] = chunk_floors
     figures["chunk_scalings"] = [eight / one for one, eight in zip(chunk_rates[1], chunk_rates[8])]
@@ -375,9 +357,9 @@ def run(model_dir: str | None = None, repeats: int = 3, log=print) -> dict:
         for name in FIGURES
     }
     results["pause_cost"] = statistics.median(r["pause_cost"] for r in rounds)
-    # The two targets' figures: medians over every chunk of every round, with the middle half
-    # of the chunks' figures to show how far one chunk alone can stray on this machine.
-    # The floor's overhead the same way, chunk by chunk.
+    # The two targets' figures, and the floor's overhead: medians over every chunk of every
+    # round, with the middle half of the chunks' figures to show how far one chunk alone can
+    # stray on this machine.
     for name, chunks in (
         ("overhead", "chunk_overheads"),
         ("floor_overhead", "chunk_floors"),
