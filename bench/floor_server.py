@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import socket
 
-import numpy as np
 import orjson
 
 from bench import wire
 from quickdraw import cli
-from quickdraw.drawings import DEFAULT_MAX_POINTS
 from trainer import quiet_start, serve
 from trainer.serving import protocol
 
@@ -42,18 +40,13 @@ def main(argv=None) -> None:
     quiet_start.import_tensorflow()
     serve.set_model_threads(args.model_threads)
     classifier = serve.load_classifier(args.model_dir, "single_view")  # trainer.serve's default
-    classifier.probabilities([np.array([[0, 0, 0], [1, 1, 1]], np.float32)], 1)
-    limits = protocol.Limits(
-        max_instances=serve.MAX_INSTANCES,
-        max_points=DEFAULT_MAX_POINTS,
-        max_body_bytes=serve.MAX_BODY_BYTES,
-    )
+    serve.warm_up(classifier)
     with socket.create_server(("127.0.0.1", args.port)) as listener:
         while True:
             connection, _ = listener.accept()
             with connection:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                _answer(connection, classifier, list(classifier.classes), limits)
+                _answer(connection, classifier, list(classifier.classes), serve.DEFAULT_LIMITS)
 
 
 def _answer(connection, classifier, classes: list[str], limits: protocol.Limits) -> None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from quickdraw import cli
-from quickdraw.drawings import DEFAULT_MAX_POINTS
-from trainer.serving import protocol
+from trainer import serve
 from trainer.serving.app import Settings, build_app
 
 CLASSES = 26
@@ -35,10 +34,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import uvicorn
 
-    limits = protocol.Limits(
-        max_instances=64, max_points=DEFAULT_MAX_POINTS, max_body_bytes=1_500_000
-    )
-    app = build_app(InstantClassifier(), Settings(limits=limits))
+    app = build_app(InstantClassifier(), Settings(limits=serve.DEFAULT_LIMITS))
     uvicorn.run(app, host="127.0.0.1", port=args.port, access_log=False, log_level="warning")
 
 

@@ -115,6 +115,12 @@ def _direct_chunk(per_call: int, calls: int, first: int, pause_s: float = 0.0) -
     return times
 
 
+def _direct(pool, per_call: int, calls: int, first: int, pause_s: float = 0.0):
+    """`_direct_chunk` in the worker process: (milliseconds of each call, their seconds)."""
+    times = pool.apply(_direct_chunk, (per_call, calls, first, pause_s))
+    return times, sum(times) / 1000
+
+
 def _summary(times_ms: list[float], rate: float) -> dict:
     return {
         "rate": rate,
@@ -262,58 +268,46 @@ def _round(ports: dict, bodies: list[bytes], pool, clients_pool) -> dict:
     """One round of CHUNKS chunks, each: the direct calls and the server's requests in turn,
     for 1 client and then for 8; then one client of the server around an instant model.
     `ports`: the server's, bench.floor_server's and bench.instant_server's."""
-    port, floor_port, instant_port = ports["server"], ports["floor"], ports["instant"]
-    direct_times = {1: [], 8: []}
-    served_times = {1: [], 8: []}
-    served_span = {1: 0.0, 8: 0.0}
-    paused_times = []
-    chunk_rates = {1: [], 8: []}  # the server's requests/s in each chunk
-    chunk_overheads = []  # each chunk's server p50 over its direct p50, at 1 client
-    chunk_floors, floor_all, floor_spans = [], [], 0.0  # the same for bench.floor_server
+    # Each path's chunks: (milliseconds of each call or request, seconds they took together).
+    chunks = {name: [] for name in FIGURES if name != "instant_1"}
     for chunk in range(CHUNKS):
-        for clients in (1, 8):
-            # Both paths take the same drawings: a chunk's, in turn through all of them.
-            requests = REQUESTS_PER_CHUNK[clients]
-            first = chunk * requests
-            direct = pool.apply(_direct_chunk, (clients, requests // clients, first))
-            if clients == 1:
-                paused_times += pool.apply(_direct_chunk, (1, requests, first, PAUSE_S))
-                # The server and the floor take turns at going first: whichever goes second
-                # meets caches the other's requests have just warmed.
-                order = (port, floor_port) if chunk % 2 == 0 else (floor_port, port)
-                answers = {
-                    each: load(clients_pool, each, bodies, 1, requests, first) for each in order
-                }
-                (times, span), (floor_times, floor_span) = answers[port], answers[floor_port]
-                floor_all += floor_times
-                floor_spans += floor_span
-                direct_p50 = statistics.median(direct)
-                chunk_overheads.append(statistics.median(times) / direct_p50 - 1)
-                chunk_floors.append(statistics.median(floor_times) / direct_p50 - 1)
-            else:
-                times, span = load(clients_pool, port, bodies, clients, requests, first)
-            chunk_rates[clients].append(len(times) / span)
-            direct_times[clients] += direct
-            served_times[clients] += times
-            served_span[clients] += span
+        # Every path takes the same drawings: a chunk's, in turn through all of them.
+        requests, first = REQUESTS_PER_CHUNK[1], chunk * REQUESTS_PER_CHUNK[1]
+        chunks["direct_1"].append(_direct(pool, 1, requests, first))
+        chunks["paused_1"].append(_direct(pool, 1, requests, first, PAUSE_S))
+        # The server and the floor take turns at going first: whichever goes second meets
+        # caches the other's requests have just warmed.
+        order = ("server", "floor") if chunk % 2 == 0 else ("floor", "server")
+        for name in order:
+            chunks[f"{name}_1"].append(load(clients_pool, ports[name], bodies, 1, requests, first))
+        requests, first = REQUESTS_PER_CHUNK[8], chunk * REQUESTS_PER_CHUNK[8]
+        chunks["direct_8"].append(_direct(pool, 8, requests // 8, first))
+        chunks["server_8"].append(load(clients_pool, ports["server"], bodies, 8, requests, first))
+    chunks["instant_1"] = [load(clients_pool, ports["instant"], bodies, 1, REQUESTS_PER_CHUNK[1])]
     figures = {}
-    for clients in (1, 8):
-        calls = direct_times[clients]
-        figures[f"direct_{clients}"] = _summary(calls, clients * len(calls) / (sum(calls) / 1000))
-        served = served_times[clients]
-        figures[f"server_{clients}"] = _summary(served, len(served) / served_span[clients])
-    times, span = load(clients_pool, instant_port, bodies, 1, REQUESTS_PER_CHUNK[1])
-    figures["instant_1"] = _summary(times, len(times) / span)
-    figures["paused_1"] = _summary(paused_times, len(paused_times) / (sum(paused_times) / 1000))
+    for name, samples in chunks.items():
+        times = [elapsed for chunk_times, _ in samples for elapsed in chunk_times]
+        drawings = len(times) * (8 if name == "direct_8" else 1)  # its calls take 8 each
+        figures[name] = _summary(times, drawings / sum(seconds for _, seconds in samples))
     figures["overhead"] = figures["server_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
     figures["pause_cost"] = figures["paused_1"]["p50_ms"] / figures["direct_1"]["p50_ms"] - 1
     figures["scaling"] = figures["server_8"]["rate"] / figures["server_1"]["rate"]
-    figures["floor_1"] = _summary(floor_all, len(floor_all) / floor_spans)
+
     # Chunk by chunk, each side beside the other in time: the machine's drift over a round
     # moves both sides of each ratio alike.
-    figures["chunk_overheads"] = chunk_overheads
-    figures["chunk_floors"] = chunk_floors
-    figures["chunk_scalings"] = [eight / one for one, eight in zip(chunk_rates[1], chunk_rates[8])]
+    def over_direct(name: str) -> list[float]:
+        pairs = zip(chunks[name], chunks["direct_1"])
+        return [
+            statistics.median(mine) / statistics.median(direct) - 1
+            for (mine, _), (direct, _) in pairs
+        ]
+
+    figures["chunk_overheads"] = over_direct("server_1")
+    figures["chunk_floors"] = over_direct("floor_1")
+    figures["chunk_scalings"] = [
+        (len(eight) / eight_s) / (len(one) / one_s)
+        for (one, one_s), (eight, eight_s) in zip(chunks["server_1"], chunks["server_8"])
+    ]
     return figures
 
 

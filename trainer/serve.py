@@ -35,6 +35,8 @@ MAX_INSTANCES = 64
 # Vertex AI's documented limit on an online prediction request; a local server keeps it so
 # that what works here works there.
 MAX_BODY_BYTES = 1_500_000
+# The request limits the flags default to.
+DEFAULT_LIMITS = protocol.Limits(MAX_INSTANCES, DEFAULT_MAX_POINTS, MAX_BODY_BYTES)
 
 
 def default_model_threads() -> int:
@@ -155,6 +157,14 @@ def load_classifier(model_dir: str, signature: str):
     return classifier
 
 
+def warm_up(classifier) -> None:
+    """The first call builds TensorFlow's kernels, and the first raw drawing compiles the
+    simplification's loops (or loads them from numba's cache): before a server answers
+    /health, not in the first person's request."""
+    classifier.probabilities([np.array([[0, 0, 0], [1, 1, 1]], np.float32)], 1)
+    drawings.drawing_points([[[0.0, 3.5, 9.0], [0.0, 2.0, 4.5], [0.0, 16.0, 33.0]]], 100)
+
+
 def settings_from(args) -> tuple:
     from trainer.serving.app import Settings
 
@@ -196,11 +206,7 @@ def main(argv=None) -> None:
 
     from trainer.serving.app import build_app
 
-    # The first call builds TensorFlow's kernels, and the first raw drawing compiles the
-    # simplification's loops (or loads them from numba's cache): here, before /health answers,
-    # not in the first person's request.
-    classifier.probabilities([np.array([[0, 0, 0], [1, 1, 1]], np.float32)], 1)
-    drawings.drawing_points([[[0.0, 3.5, 9.0], [0.0, 2.0, 4.5], [0.0, 16.0, 33.0]]], 100)
+    warm_up(classifier)
     app = build_app(classifier, settings)
     routes = ", ".join(settings.predict_routes + settings.health_routes)
     logging.info("serving on http://%s:%d/ (%s)", args.host, port, routes)

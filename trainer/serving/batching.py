@@ -83,7 +83,8 @@ class Batcher:
         return self._draining is None and not self._waiting and not self._lone
 
     async def _drain(self) -> None:
-        """Runs model calls while requests wait, each call on all that waited."""
+        """Runs model calls while requests wait, each call on all that waited; after a call
+        of several, waits up to wait_s for its clients to come back."""
         loop = asyncio.get_running_loop()
         answered = 0  # requests of the last call
         try:
